@@ -1,0 +1,227 @@
+//! File and stdin sources: one partition per file, read line by line.
+//!
+//! Gzip files are recognised by their magic bytes, not their name, and may hold several gzip
+//! members (as `cat a.gz b.gz` produces). Lines are split on `\n` only; invalid UTF-8 is left to
+//! the decoder. Blank lines are skipped and not counted as records. An I/O error ends the
+//! partition and is logged with the file and line, because a half-read file cannot be resumed.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use feedloop_pipeline::{DeadLetter, PartitionReader, Position, ReadBatch, ReadStatus, Reason};
+
+use crate::decode::{Decoder, Format};
+use crate::source::FormatConfig;
+
+/// The longest line read whole; longer lines are dead-lettered with their first bytes.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Reads one file or stdin as a partition of records.
+pub struct LineReader {
+    name: String,
+    input: Box<dyn BufRead + Send>,
+    format: FormatConfig,
+    decoder: Option<Decoder>,
+    line: u64,
+    buffer: Vec<u8>,
+    finished: bool,
+}
+
+impl LineReader {
+    /// Opens a file, decompressing it when it starts with the gzip magic bytes.
+    pub fn open(path: &Path, format: FormatConfig) -> io::Result<LineReader> {
+        let file = File::open(path)?;
+        let mut buffered = BufReader::with_capacity(256 * 1024, file);
+        let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+        let input: Box<dyn BufRead + Send> = if gzip {
+            Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(buffered)))
+        } else {
+            Box::new(buffered)
+        };
+        Ok(LineReader::new(path.display().to_string(), input, format))
+    }
+
+    /// Reads standard input.
+    pub fn stdin(format: FormatConfig) -> LineReader {
+        LineReader::new("stdin".to_string(), Box::new(BufReader::new(io::stdin())), format)
+    }
+
+    /// Reads any byte stream under a name.
+    pub fn new(name: String, input: Box<dyn BufRead + Send>, format: FormatConfig) -> LineReader {
+        let decoder = format.fixed().map(Decoder::new);
+        LineReader { name, input, format, decoder, line: 0, buffer: Vec::new(), finished: false }
+    }
+
+    /// Reads the next line into the buffer, without the newline. Returns false at the end.
+    fn next_line(&mut self) -> io::Result<bool> {
+        self.buffer.clear();
+        let limit = (MAX_LINE_BYTES + 1) as u64;
+        let read = (&mut self.input).take(limit).read_until(b'\n', &mut self.buffer)?;
+        if read == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        if self.buffer.last() == Some(&b'\n') {
+            self.buffer.pop();
+        } else if self.buffer.len() > MAX_LINE_BYTES {
+            // Skip the rest of an overlong line so the next record starts on a line boundary.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let n = (&mut self.input).take(limit).read_until(b'\n', &mut rest)?;
+                if n == 0 || rest.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn decode_line(&mut self, batch: &mut ReadBatch) {
+        let position = Position::Line(self.line);
+        if self.buffer.len() > MAX_LINE_BYTES {
+            let error = format!("line is longer than the maximum of {MAX_LINE_BYTES} bytes");
+            batch.dead_letters.push(DeadLetter::new(
+                &self.name,
+                position,
+                Reason::Decode,
+                error,
+                &self.buffer,
+            ));
+            return;
+        }
+        let decoder = self.decoder.get_or_insert_with(|| {
+            Decoder::new(match self.format.fixed() {
+                Some(format) => format,
+                None => Format::detect(&self.buffer),
+            })
+        });
+        match decoder.decode(&self.buffer) {
+            Ok(event) => batch.events.push((event, position)),
+            Err(err) => batch.dead_letters.push(DeadLetter::new(
+                &self.name,
+                position,
+                Reason::Decode,
+                err.to_string(),
+                &self.buffer,
+            )),
+        }
+    }
+}
+
+impl PartitionReader for LineReader {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read(&mut self, max: usize, batch: &mut ReadBatch) -> ReadStatus {
+        if self.finished {
+            return ReadStatus::Finished;
+        }
+        let mut taken = 0;
+        while taken < max {
+            match self.next_line() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finished = true;
+                    return ReadStatus::Finished;
+                }
+                Err(err) => {
+                    tracing::error!(source = %self.name, line = self.line + 1, error = %err, "failed to read input; the rest of it is skipped");
+                    self.finished = true;
+                    return ReadStatus::Finished;
+                }
+            }
+            if self.buffer.trim_ascii().is_empty() {
+                continue;
+            }
+            taken += 1;
+            batch.records += 1;
+            self.decode_line(batch);
+        }
+        ReadStatus::Ready
+    }
+}
+
+/// Opens each path (`-` for stdin) as one partition.
+pub fn open_all(paths: &[PathBuf], format: &FormatConfig) -> io::Result<Vec<LineReader>> {
+    paths
+        .iter()
+        .map(|path| {
+            if path.as_os_str() == "-" {
+                Ok(LineReader::stdin(format.clone()))
+            } else {
+                LineReader::open(path, format.clone()).map_err(|err| {
+                    io::Error::new(err.kind(), format!("failed to open {}: {err}", path.display()))
+                })
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(text: &'static [u8]) -> LineReader {
+        LineReader::new("mem".into(), Box::new(text), FormatConfig::Auto)
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_and_numbered() {
+        let mut r = reader(b"\n{\"time\": 1000, \"path\": \"/a\"}\n\n{\"nope\n");
+        let mut batch = ReadBatch::default();
+        assert_eq!(r.read(10, &mut batch), ReadStatus::Finished);
+        assert_eq!(batch.records, 2);
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].1, Position::Line(2));
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert_eq!(batch.dead_letters[0].position, Position::Line(4));
+        assert_eq!(batch.dead_letters[0].raw, "{\"nope");
+    }
+
+    #[test]
+    fn read_stops_at_max() {
+        let mut r = reader(b"{\"time\": 1}\n{\"time\": 2}\n{\"time\": 3}\n");
+        let mut batch = ReadBatch::default();
+        assert_eq!(r.read(2, &mut batch), ReadStatus::Ready);
+        assert_eq!(batch.events.len(), 2);
+        let mut batch = ReadBatch::default();
+        assert_eq!(r.read(2, &mut batch), ReadStatus::Finished);
+        assert_eq!(batch.events.len(), 1);
+    }
+
+    #[test]
+    fn overlong_line_is_dead_lettered_and_skipped() {
+        let mut text = vec![b'x'; MAX_LINE_BYTES + 10];
+        text.extend_from_slice(b"\n{\"time\": 5}\n");
+        let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+        let mut r = reader(text);
+        let mut batch = ReadBatch::default();
+        r.read(10, &mut batch);
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert!(batch.dead_letters[0].raw_truncated);
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].1, Position::Line(2));
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic() {
+        use flate2::{write::GzEncoder, Compression};
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("feedloop-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.txt");
+        let mut gz = GzEncoder::new(File::create(&path).unwrap(), Compression::fast());
+        gz.write_all(b"{\"time\": 1}\n{\"time\": 2}\n").unwrap();
+        gz.finish().unwrap();
+        let mut r = LineReader::open(&path, FormatConfig::Auto).unwrap();
+        let mut batch = ReadBatch::default();
+        assert_eq!(r.read(10, &mut batch), ReadStatus::Finished);
+        assert_eq!(batch.events.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

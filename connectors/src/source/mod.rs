@@ -1,0 +1,45 @@
+//! Sources: where records come from, split into partitions the workers read.
+//!
+//! Each source turns its input into [`PartitionReader`]s for the dataflow driver: one per file,
+//! one for stdin, one per Kafka partition. A partition is read in order by one worker, and
+//! partitions are dealt to workers round-robin by index, so the same inputs always land on the
+//! same workers.
+
+pub mod file;
+pub mod kafka;
+
+use serde::Deserialize;
+
+use crate::decode::{Format, JsonMapping};
+
+/// How a source's records are laid out.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FormatConfig {
+    /// Detect from the first non-blank record: `{` means JSON Lines, anything else combined.
+    #[default]
+    Auto,
+    /// Apache/nginx combined or common log format.
+    Combined,
+    /// JSON Lines with the default field mapping.
+    Json,
+    /// JSON Lines with a custom field mapping.
+    JsonMapping(JsonMapping),
+}
+
+impl FormatConfig {
+    /// Returns the format, or `None` for `auto`, which needs the first record.
+    pub fn fixed(&self) -> Option<Format> {
+        match self {
+            FormatConfig::Auto => None,
+            FormatConfig::Combined => Some(Format::Combined),
+            FormatConfig::Json => Some(Format::Json(JsonMapping::default())),
+            FormatConfig::JsonMapping(mapping) => Some(Format::Json(mapping.clone())),
+        }
+    }
+}
+
+/// Returns true when partition `index` belongs to worker `worker` of `peers`.
+pub fn owned_by(index: usize, worker: usize, peers: usize) -> bool {
+    index % peers.max(1) == worker
+}

@@ -1,0 +1,97 @@
+//! Dead letters: records that could not become events, or events that arrived too late.
+//!
+//! Nothing a source reads is dropped silently. A record that fails to decode and an event that
+//! arrives after its windows have closed both become a [`DeadLetter`], which the run counts and
+//! writes to the dead-letter output with enough context to find and replay the original.
+
+use serde::{Deserialize, Serialize};
+
+/// The most bytes of a raw record a dead letter keeps.
+pub const MAX_RAW_BYTES: usize = 4096;
+
+/// Where a record came from inside its source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// 1-based line number in a file or stdin.
+    Line(u64),
+    /// Kafka partition and offset.
+    Offset { partition: i32, offset: i64 },
+}
+
+/// Why a record was set aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The record could not be decoded into an event.
+    Decode,
+    /// The event is older than the watermark allowed, so its windows had already closed.
+    Late,
+}
+
+/// A record set aside with its origin, the reason and the raw bytes (capped).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Source name, such as a file path or `kafka:topic`.
+    pub source: String,
+    /// Position of the record inside the source.
+    pub position: Position,
+    /// Why the record was set aside.
+    pub reason: Reason,
+    /// What went wrong, naming the value at fault.
+    pub error: String,
+    /// The raw record as text (invalid UTF-8 replaced), cut to [`MAX_RAW_BYTES`].
+    pub raw: String,
+    /// True when `raw` was cut.
+    pub raw_truncated: bool,
+}
+
+impl DeadLetter {
+    /// Builds a dead letter, keeping at most [`MAX_RAW_BYTES`] of `raw` cut on a character
+    /// boundary.
+    pub fn new(
+        source: impl Into<String>,
+        position: Position,
+        reason: Reason,
+        error: impl Into<String>,
+        raw: &[u8],
+    ) -> DeadLetter {
+        let cut = raw.len().min(MAX_RAW_BYTES);
+        let mut text = String::from_utf8_lossy(&raw[..cut]).into_owned();
+        // A multi-byte character cut in two decodes as a trailing U+FFFD: drop it.
+        if cut < raw.len() && text.ends_with('\u{FFFD}') && std::str::from_utf8(&raw[..cut]).is_err()
+        {
+            text.pop();
+        }
+        DeadLetter {
+            source: source.into(),
+            position,
+            reason,
+            error: error.into(),
+            raw: text,
+            raw_truncated: cut < raw.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_is_capped_on_char_boundary() {
+        let mut raw = vec![b'a'; MAX_RAW_BYTES - 1];
+        raw.extend_from_slice("é and more".as_bytes());
+        let letter = DeadLetter::new("f", Position::Line(3), Reason::Decode, "bad", &raw);
+        assert!(letter.raw_truncated);
+        assert_eq!(letter.raw.len(), MAX_RAW_BYTES - 1);
+        assert!(letter.raw.bytes().all(|b| b == b'a'));
+    }
+
+    #[test]
+    fn short_raw_is_kept_whole() {
+        let letter = DeadLetter::new("f", Position::Line(1), Reason::Decode, "bad", b"x\xffy");
+        assert!(!letter.raw_truncated);
+        assert_eq!(letter.raw, "x\u{FFFD}y");
+    }
+}

@@ -1,0 +1,333 @@
+//! The driver: reads partitions, tracks watermarks and feeds the dataflow on each worker.
+//!
+//! Every worker owns some partitions (files, or Kafka partitions) and one input to the
+//! dataflow. A partition's watermark is the highest event time it has produced minus the
+//! allowed lateness; an event older than its partition's watermark, or than the worker's input
+//! time, is late: it is counted and sent to the dead-letter output instead of the dataflow.
+//! The worker advances its input to the least watermark of its partitions that still produce,
+//! and timely's frontier, the least input time over all workers, is the global watermark that
+//! closes windows.
+//!
+//! Lateness is decided from one partition's own order of events, never from how partitions
+//! interleave, so the same partitions give the same accepted events with any number of workers.
+//! A partition that has produced nothing yet holds its worker's input at zero; a partition
+//! that reports itself idle stops holding it until it produces again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+use feedloop_rules::{ApiEvent, RuleSet};
+
+use crate::dataflow;
+use crate::dead_letter::{DeadLetter, Position, Reason};
+use crate::finding::Finding;
+
+/// The dataflow input of one worker: events, timestamped with the worker's watermark.
+type EventInput = InputHandle<u64, CapacityContainerBuilder<Vec<ApiEvent>>>;
+
+/// One partition of a source, read in order by one worker.
+pub trait PartitionReader: Send {
+    /// Returns the partition's name for dead letters and logs, such as a file path.
+    fn name(&self) -> &str;
+
+    /// Reads up to `max` records into `batch`, decoding them.
+    fn read(&mut self, max: usize, batch: &mut ReadBatch) -> ReadStatus;
+}
+
+/// What a partition reported after a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Records may follow at once.
+    Ready,
+    /// Nothing right now; the partition still holds the watermark.
+    Pending,
+    /// Nothing for a while; the partition stops holding the watermark until it produces.
+    Idle,
+    /// The partition has ended; nothing more will come.
+    Finished,
+}
+
+/// Records read from a partition in one call.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// Decoded events with their position.
+    pub events: Vec<(ApiEvent, Position)>,
+    /// Records that failed to decode.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Records read, decoded or not.
+    pub records: u64,
+}
+
+impl ReadBatch {
+    fn clear(&mut self) {
+        self.events.clear();
+        self.dead_letters.clear();
+        self.records = 0;
+    }
+}
+
+/// Creates the readers of the partitions a worker owns, given its index and the worker count.
+pub type ReaderFactory = Arc<dyn Fn(usize, usize) -> Vec<Box<dyn PartitionReader>> + Send + Sync>;
+
+/// What leaves a run, in the order a sink should apply it.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Finding(Box<Finding>),
+    DeadLetter(Box<DeadLetter>),
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// How far behind the highest event time of a partition an event may be and still count.
+    pub allowed_lateness_ms: u64,
+    /// Records read from a partition per call.
+    pub batch_size: usize,
+    /// Set to end the run: every partition is treated as finished and every window closes.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: 1,
+            allowed_lateness_ms: 60_000,
+            batch_size: 1024,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Counts of a run, summed over workers.
+#[derive(Debug, Default, Serialize)]
+pub struct Counters {
+    pub records: AtomicU64,
+    pub decoded: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub late: AtomicU64,
+}
+
+/// The final counts of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    /// Records read from all sources.
+    pub records: u64,
+    /// Records decoded into events (including late ones).
+    pub decoded: u64,
+    /// Records that failed to decode.
+    pub dead_lettered: u64,
+    /// Decoded events that arrived after their windows closed.
+    pub late: u64,
+}
+
+/// A run that could not start or whose worker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("failed to start {workers} dataflow workers: {message}")]
+    Start { workers: usize, message: String },
+    #[error("a dataflow worker failed: {0}")]
+    Worker(String),
+}
+
+/// Runs the rules over the partitions the factory creates until every partition finishes or
+/// `options.stop` is set, sending findings and dead letters to `output`.
+pub fn run(
+    rules: &RuleSet,
+    options: RunOptions,
+    readers: ReaderFactory,
+    output: Sender<Output>,
+) -> Result<RunCounts, RunError> {
+    let rules: Arc<[feedloop_rules::Rule]> = rules.rules().to_vec().into();
+    let counters = Arc::new(Counters::default());
+    let workers = options.workers.max(1);
+    let config = timely::Config::process(workers);
+    let shared = counters.clone();
+
+    let guards = timely::execute(config, move |worker| {
+        let output = output.clone();
+        let mut input = EventInput::new();
+        let probe = ProbeHandle::new();
+        let rules = rules.clone();
+        let sink = output.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            dataflow::build(input.to_stream(scope), rules, sink, &probe);
+        });
+
+        let partitions = readers(worker.index(), worker.peers());
+        let mut feeder = Feeder::new(partitions, &options, &shared, output);
+        while feeder.feed(&mut input) {
+            worker.step_or_park(feeder.park_for());
+        }
+        drop(input);
+        while !probe.done() {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+    })
+    .map_err(|message| RunError::Start { workers, message })?;
+
+    for result in guards.join() {
+        result.map_err(RunError::Worker)?;
+    }
+    Ok(RunCounts {
+        records: counters.records.load(Ordering::Relaxed),
+        decoded: counters.decoded.load(Ordering::Relaxed),
+        dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+        late: counters.late.load(Ordering::Relaxed),
+    })
+}
+
+/// The watermark state of one partition.
+struct Clock {
+    /// Highest event time seen.
+    max_seen: Option<i64>,
+    finished: bool,
+    idle: bool,
+}
+
+impl Clock {
+    fn watermark(&self, lateness: i64) -> Option<i64> {
+        self.max_seen.map(|t| t.saturating_sub(lateness))
+    }
+}
+
+/// Reads one worker's partitions and sends their events into its dataflow input.
+struct Feeder<'a> {
+    partitions: Vec<Box<dyn PartitionReader>>,
+    clocks: Vec<Clock>,
+    lateness: i64,
+    batch_size: usize,
+    stop: Arc<AtomicBool>,
+    counters: &'a Counters,
+    output: Sender<Output>,
+    batch: ReadBatch,
+    /// True when the last call read nothing, so the worker may park.
+    quiet: bool,
+}
+
+impl<'a> Feeder<'a> {
+    fn new(
+        partitions: Vec<Box<dyn PartitionReader>>,
+        options: &RunOptions,
+        counters: &'a Counters,
+        output: Sender<Output>,
+    ) -> Feeder<'a> {
+        let clocks =
+            partitions.iter().map(|_| Clock { max_seen: None, finished: false, idle: false }).collect();
+        Feeder {
+            partitions,
+            clocks,
+            lateness: options.allowed_lateness_ms as i64,
+            batch_size: options.batch_size.max(1),
+            stop: options.stop.clone(),
+            counters,
+            output,
+            batch: ReadBatch::default(),
+            quiet: false,
+        }
+    }
+
+    fn park_for(&self) -> Option<Duration> {
+        if self.quiet {
+            Some(Duration::from_millis(5))
+        } else {
+            Some(Duration::ZERO)
+        }
+    }
+
+    /// Reads one batch from the partition furthest behind and sends it. Returns false once
+    /// every partition has finished.
+    fn feed(&mut self, input: &mut EventInput) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(p) = self.next_partition() else {
+            return false;
+        };
+
+        self.batch.clear();
+        let status = self.partitions[p].read(self.batch_size, &mut self.batch);
+        self.quiet = self.batch.records == 0;
+        let clock = &mut self.clocks[p];
+        match status {
+            ReadStatus::Finished => clock.finished = true,
+            ReadStatus::Idle => clock.idle = self.batch.events.is_empty(),
+            ReadStatus::Ready | ReadStatus::Pending => clock.idle = false,
+        }
+        self.send_batch(p, input);
+
+        if let Some(time) = self.input_time() {
+            if time > *input.time() {
+                input.advance_to(time);
+            }
+        }
+        true
+    }
+
+    /// Picks the unfinished partition with the lowest watermark, so partitions advance together
+    /// in event time and none holds windows open longer than it must.
+    fn next_partition(&self) -> Option<usize> {
+        self.clocks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.finished)
+            .min_by_key(|(i, c)| (c.idle, c.watermark(self.lateness).unwrap_or(i64::MIN), *i))
+            .map(|(i, _)| i)
+    }
+
+    fn send_batch(&mut self, p: usize, input: &mut EventInput) {
+        let counters = self.counters;
+        counters.records.fetch_add(self.batch.records, Ordering::Relaxed);
+        counters.decoded.fetch_add(self.batch.events.len() as u64, Ordering::Relaxed);
+        counters.dead_lettered.fetch_add(self.batch.dead_letters.len() as u64, Ordering::Relaxed);
+        for letter in self.batch.dead_letters.drain(..) {
+            let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
+        }
+
+        let input_time = *input.time() as i64;
+        for (event, position) in self.batch.events.drain(..) {
+            let clock = &mut self.clocks[p];
+            let floor = clock.watermark(self.lateness).unwrap_or(i64::MIN).max(input_time);
+            if event.time_ms < floor {
+                counters.late.fetch_add(1, Ordering::Relaxed);
+                let letter = late_letter(self.partitions[p].name(), position, &event, floor);
+                let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
+                continue;
+            }
+            clock.max_seen = Some(clock.max_seen.map_or(event.time_ms, |t| t.max(event.time_ms)));
+            input.send(event);
+        }
+    }
+
+    /// Returns the time this worker's input may advance to: the least watermark over the
+    /// partitions that still produce, or over all open ones when every one is idle.
+    fn input_time(&self) -> Option<u64> {
+        let open = || self.clocks.iter().filter(|c| !c.finished);
+        let active = open().filter(|c| !c.idle);
+        let least = |clocks: &mut dyn Iterator<Item = &Clock>| {
+            clocks.map(|c| c.watermark(self.lateness).unwrap_or(0)).min()
+        };
+        let time = match least(&mut active.clone()) {
+            Some(t) => t,
+            None => open().filter_map(|c| c.watermark(self.lateness)).max()?,
+        };
+        Some(time.max(0) as u64)
+    }
+}
+
+fn late_letter(source: &str, position: Position, event: &ApiEvent, floor: i64) -> DeadLetter {
+    let raw = serde_json::to_vec(event).expect("an event always serializes");
+    let error = format!(
+        "late event: time {} is before the watermark {}; raise time.allowed_lateness to keep such events",
+        crate::finding::format_millis(event.time_ms),
+        crate::finding::format_millis(floor)
+    );
+    DeadLetter::new(source, position, Reason::Late, error, &raw)
+}

@@ -1,0 +1,320 @@
+//! Window state: per rule, group and window, what the matching events add up to.
+//!
+//! The dataflow keeps windowed aggregates as plain state inside one operator rather than as
+//! differential collections. Each [`Hit`] updates every window it falls in directly, and a
+//! window's state is dropped the moment the watermark passes its end, so memory follows the
+//! number of open windows and not the length of the stream. The state is kept per window, not
+//! per slide, which makes a sliding window cost `size / slide` updates per hit; rules are
+//! limited to [`feedloop_rules::compile::MAX_WINDOWS_PER_EVENT`] windows per event.
+//!
+//! Nothing here depends on arrival order. Counts and distinct sets are sums and unions, and
+//! evidence keeps the earliest events by [`Evidence::sort_key`], so the same set of events
+//! gives the same final findings however it was shuffled or split across workers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use feedloop_rules::{ApiEvent, Contribution, Detection, Rule};
+
+use crate::finding::{
+    fingerprint, format_millis, format_seconds, Evidence, Finding, Phase, SignatureEvidence,
+    WindowBounds,
+};
+
+/// Rule index and group values: one counting unit.
+pub type GroupKey = (u32, Vec<Option<String>>);
+
+/// One event's contribution to one rule, with its group and evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Index of the rule in the rule set.
+    pub rule: u32,
+    /// The event's group key under the rule.
+    pub group: Vec<Option<String>>,
+    /// Event time in milliseconds since the epoch.
+    pub time_ms: i64,
+    /// What the event adds to the window.
+    pub value: HitValue,
+    /// The event as evidence, when the rule keeps evidence and the event counts.
+    pub evidence: Option<Evidence>,
+}
+
+/// What a hit adds to its windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HitValue {
+    Count,
+    Value(String),
+    Ratio { matched: bool },
+    Signature { pattern: u32 },
+}
+
+/// Evaluates every rule against an event and appends the hits.
+pub fn hits_of(rules: &[Rule], event: &ApiEvent, out: &mut Vec<Hit>) {
+    for (index, rule) in rules.iter().enumerate() {
+        let Some(contribution) = rule.evaluate(event) else { continue };
+        let (value, matched) = match contribution {
+            Contribution::Count => (HitValue::Count, None),
+            Contribution::Value(v) => (HitValue::Value(v), None),
+            Contribution::Ratio { matched } => (HitValue::Ratio { matched }, None),
+            Contribution::Signature(m) => {
+                let Detection::Signature { signature, .. } = &rule.detection else {
+                    unreachable!("only signature rules contribute signature matches")
+                };
+                let evidence = SignatureEvidence {
+                    pattern: signature.names()[m.pattern].clone(),
+                    field: m.field.to_string(),
+                    excerpt: m.excerpt,
+                };
+                (HitValue::Signature { pattern: m.pattern as u32 }, Some(evidence))
+            }
+        };
+        let counts = !matches!(value, HitValue::Ratio { matched: false });
+        let evidence = (counts && rule.max_evidence > 0).then(|| evidence_of(event, matched));
+        out.push(Hit {
+            rule: index as u32,
+            group: rule.group_key(event),
+            time_ms: event.time_ms,
+            value,
+            evidence,
+        });
+    }
+}
+
+fn evidence_of(event: &ApiEvent, matched: Option<SignatureEvidence>) -> Evidence {
+    use feedloop_rules::signature::cut;
+    Evidence {
+        time: format_millis(event.time_ms),
+        time_ms: event.time_ms,
+        method: event.method.clone(),
+        path: cut(&event.path, 512).to_string(),
+        query: event.query.as_deref().map(|q| cut(q, 512).to_string()),
+        status: event.status,
+        latency_ms: event.latency_ms,
+        client: event.client.clone(),
+        principal: event.principal.clone(),
+        user_agent: event.user_agent.as_deref().map(|u| cut(u, 256).to_string()),
+        matched,
+    }
+}
+
+/// The aggregate of one window of one group.
+#[derive(Debug, Default)]
+struct WindowState {
+    /// Counted events: matching events, or the ratio's numerator.
+    count: u64,
+    /// The ratio's denominator.
+    total: u64,
+    values: HashSet<String>,
+    patterns: BTreeMap<u32, u64>,
+    first_seen: Option<i64>,
+    last_seen: Option<i64>,
+    evidence: Vec<Evidence>,
+    /// True once an early finding was scheduled for this window.
+    fired_early: bool,
+}
+
+impl WindowState {
+    fn add(&mut self, hit: &Hit, max_evidence: usize) {
+        let counted = match &hit.value {
+            HitValue::Count => true,
+            HitValue::Value(v) => {
+                if !self.values.contains(v) {
+                    self.values.insert(v.clone());
+                }
+                true
+            }
+            HitValue::Ratio { matched } => {
+                self.total += 1;
+                *matched
+            }
+            HitValue::Signature { pattern } => {
+                *self.patterns.entry(*pattern).or_default() += 1;
+                true
+            }
+        };
+        if !counted {
+            return;
+        }
+        self.count += 1;
+        self.first_seen = Some(self.first_seen.map_or(hit.time_ms, |t| t.min(hit.time_ms)));
+        self.last_seen = Some(self.last_seen.map_or(hit.time_ms, |t| t.max(hit.time_ms)));
+        if let Some(evidence) = &hit.evidence {
+            keep_earliest(&mut self.evidence, evidence, max_evidence);
+        }
+    }
+
+    fn holds(&self, detection: &Detection) -> bool {
+        match detection {
+            Detection::Threshold { count } => self.count >= *count,
+            Detection::Distinct { count, .. } => self.values.len() as u64 >= *count,
+            Detection::Ratio { min_ratio, min_events, .. } => {
+                self.total >= *min_events && self.count as f64 >= *min_ratio * self.total as f64
+            }
+            Detection::Signature { min_count, .. } => self.count >= *min_count,
+        }
+    }
+}
+
+/// Inserts `evidence` into the sorted sample if it is among the `max` earliest.
+fn keep_earliest(sample: &mut Vec<Evidence>, evidence: &Evidence, max: usize) {
+    if sample.len() == max
+        && sample.last().is_some_and(|last| last.sort_key() <= evidence.sort_key())
+    {
+        return;
+    }
+    let at = sample.partition_point(|e| e.sort_key() <= evidence.sort_key());
+    sample.insert(at, evidence.clone());
+    sample.truncate(max);
+}
+
+/// Returns true for detections that may report before their window closes.
+fn fires_early(detection: &Detection) -> bool {
+    !matches!(detection, Detection::Ratio { .. })
+}
+
+/// All open windows of the groups one worker owns.
+pub struct WindowStore {
+    rules: Arc<[Rule]>,
+    windows: FxHashMap<GroupKey, BTreeMap<i64, WindowState>>,
+    /// Window end to the groups with a window ending there.
+    closing: BTreeMap<i64, Vec<GroupKey>>,
+}
+
+impl WindowStore {
+    /// Creates an empty store for the rules that produced the hits.
+    pub fn new(rules: Arc<[Rule]>) -> WindowStore {
+        WindowStore { rules, windows: FxHashMap::default(), closing: BTreeMap::new() }
+    }
+
+    /// Adds a hit to each window it falls in. Pushes onto `early` each window whose condition
+    /// now holds for the first time, as the group and window start.
+    pub fn insert(&mut self, hit: Hit, early: &mut Vec<(GroupKey, i64)>) {
+        let rule = &self.rules[hit.rule as usize];
+        let key: GroupKey = (hit.rule, hit.group.clone());
+        let windows = self.windows.entry(key).or_default();
+        for start in rule.window.starts(hit.time_ms) {
+            let state = windows.entry(start).or_insert_with(|| {
+                let end = start + rule.window.size_ms as i64;
+                self.closing.entry(end).or_default().push((hit.rule, hit.group.clone()));
+                WindowState::default()
+            });
+            state.add(&hit, rule.max_evidence);
+            if !state.fired_early && fires_early(&rule.detection) && state.holds(&rule.detection)
+            {
+                state.fired_early = true;
+                early.push(((hit.rule, hit.group.clone()), start));
+            }
+        }
+    }
+
+    /// Returns the early finding of a window, if the window is still open.
+    pub fn early_finding(&self, key: &GroupKey, start: i64) -> Option<Finding> {
+        let state = self.windows.get(key)?.get(&start)?;
+        Some(self.finding(key, start, state, Phase::Early))
+    }
+
+    /// Returns the earliest end among open windows.
+    pub fn next_end(&self) -> Option<i64> {
+        self.closing.keys().next().copied()
+    }
+
+    /// Closes every window ending at or before `watermark` and appends the final findings of
+    /// those whose condition holds, ordered by window end, rule and group.
+    pub fn close_until(&mut self, watermark: i64, out: &mut Vec<Finding>) {
+        while let Some(entry) = self.closing.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let (end, mut keys) = entry.remove_entry();
+            keys.sort();
+            for key in keys {
+                let rule = &self.rules[key.0 as usize];
+                let start = end - rule.window.size_ms as i64;
+                let Some(windows) = self.windows.get_mut(&key) else { continue };
+                let Some(state) = windows.remove(&start) else { continue };
+                let now_empty = windows.is_empty();
+                if state.holds(&rule.detection) {
+                    out.push(self.finding(&key, start, &state, Phase::Final));
+                }
+                if now_empty {
+                    self.windows.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Returns the number of open windows.
+    pub fn open_windows(&self) -> usize {
+        self.windows.values().map(BTreeMap::len).sum()
+    }
+
+    fn finding(&self, key: &GroupKey, start: i64, state: &WindowState, phase: Phase) -> Finding {
+        let rule = &self.rules[key.0 as usize];
+        let group = rule
+            .group_by
+            .iter()
+            .zip(&key.1)
+            .map(|(field, value)| {
+                let value = value.clone().map_or(serde_json::Value::Null, serde_json::Value::String);
+                (field.to_string(), value)
+            })
+            .collect();
+        let (distinct, ratio, total, patterns) = match &rule.detection {
+            Detection::Distinct { .. } => (Some(state.values.len() as u64), None, None, None),
+            Detection::Ratio { .. } => {
+                let ratio = if state.total == 0 { 0.0 } else { state.count as f64 / state.total as f64 };
+                (None, Some(round4(ratio)), Some(state.total), None)
+            }
+            Detection::Signature { signature, .. } => {
+                let names = signature.names();
+                let patterns =
+                    state.patterns.iter().map(|(i, n)| (names[*i as usize].clone(), *n)).collect();
+                (None, None, None, Some(patterns))
+            }
+            Detection::Threshold { .. } => (None, None, None, None),
+        };
+        Finding {
+            rule_id: rule.id.clone(),
+            title: rule.title.clone(),
+            fingerprint: fingerprint(rule, &key.1),
+            phase,
+            kind: rule.detection.kind().to_string(),
+            severity: rule.severity,
+            stages: rule.stages.clone(),
+            tags: rule.tags.clone(),
+            group,
+            window: WindowBounds {
+                start: format_seconds(start),
+                end: format_seconds(start + rule.window.size_ms as i64),
+            },
+            condition: condition_text(&rule.detection),
+            count: state.count,
+            distinct,
+            ratio,
+            total,
+            patterns,
+            first_seen: state.first_seen.map(format_millis).unwrap_or_default(),
+            last_seen: state.last_seen.map(format_millis).unwrap_or_default(),
+            evidence: state.evidence.clone(),
+        }
+    }
+}
+
+fn round4(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
+/// Returns the rule's condition as a short text, such as `count >= 20`.
+pub fn condition_text(detection: &Detection) -> String {
+    match detection {
+        Detection::Threshold { count } => format!("count >= {count}"),
+        Detection::Distinct { field, count } => format!("distinct {field} >= {count}"),
+        Detection::Ratio { min_ratio, min_events, .. } => {
+            format!("ratio >= {min_ratio} of at least {min_events} events")
+        }
+        Detection::Signature { min_count, .. } => format!("signature matches >= {min_count}"),
+    }
+}

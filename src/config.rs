@@ -1,0 +1,201 @@
+//! The `feedloop run` configuration file.
+//!
+//! YAML, every struct rejects unknown keys, and relative paths are resolved against the
+//! current directory. The reference with every key and default is `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use feedloop_connectors::sink::webhook::WebhookConfig;
+use feedloop_connectors::source::kafka::KafkaConfig;
+use feedloop_connectors::source::FormatConfig;
+use feedloop_rules::HumanDuration;
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where events come from; at least one source.
+    #[serde(deserialize_with = "serde_norway::with::singleton_map_recursive::deserialize")]
+    pub sources: Vec<SourceConfig>,
+    /// Rule files or folders; omitted means the shipped packs.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// Event-time settings.
+    #[serde(default)]
+    pub time: TimeConfig,
+    /// Dataflow worker threads.
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Where records that fail to decode, and late events, are written.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+    /// Where findings go.
+    #[serde(default)]
+    pub outputs: OutputsConfig,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// One source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Log files, plain or gzip, one partition each.
+    File {
+        paths: Vec<PathBuf>,
+        #[serde(default)]
+        format: FormatConfig,
+    },
+    /// Standard input.
+    Stdin {
+        #[serde(default)]
+        format: FormatConfig,
+    },
+    /// Every partition of a Kafka topic.
+    Kafka(KafkaConfig),
+}
+
+/// Event-time settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeConfig {
+    /// How far an event may trail the newest event of its partition and still count.
+    #[serde(default = "default_lateness")]
+    pub allowed_lateness: HumanDuration,
+}
+
+fn default_lateness() -> HumanDuration {
+    HumanDuration(60_000)
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig { allowed_lateness: default_lateness() }
+    }
+}
+
+/// The dead-letter output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSON Lines file of dead letters.
+    pub path: PathBuf,
+}
+
+/// Finding outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// Readable findings and the run summary on stdout.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// Findings as JSON Lines in a file.
+    #[serde(default)]
+    pub jsonl: Option<JsonlConfig>,
+    /// Webhook receivers.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig { console: ConsoleConfig::default(), jsonl: None, webhooks: Vec::new() }
+    }
+}
+
+/// Console output settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Print findings to stdout.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Also print early findings (the condition holds, the window is still open).
+    #[serde(default)]
+    pub show_early: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: true, show_early: false }
+    }
+}
+
+/// JSON Lines findings file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// The file; its folder is created when missing.
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read configuration {}", path.display()))?;
+        let config: Config = serde_norway::from_str(&text)
+            .with_context(|| format!("invalid configuration {}", path.display()))?;
+        if config.sources.is_empty() {
+            anyhow::bail!(
+                "invalid configuration {}: `sources` is empty; add one, such as\n  sources:\n    - file: {{paths: [access.log]}}",
+                path.display()
+            );
+        }
+        if config.workers == 0 {
+            anyhow::bail!("invalid configuration {}: `workers` must be at least 1", path.display());
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_full_config() {
+        let text = r#"
+sources:
+  - file: {paths: [a.log, b.log.gz], format: combined}
+  - stdin: {}
+  - kafka: {brokers: "127.0.0.1:9092", topic: events, stop_at_end: true}
+rules: [rules/packs]
+time: {allowed_lateness: 2m}
+workers: 2
+dead_letter: {path: out/dead.jsonl}
+outputs:
+  console: {show_early: true}
+  jsonl: {path: out/findings.jsonl}
+  webhooks:
+    - url: http://127.0.0.1:9000/hook
+      headers: {Authorization: {env: HOOK_TOKEN}}
+"#;
+        let config: Config = serde_norway::from_str(text).unwrap();
+        assert_eq!(config.sources.len(), 3);
+        assert_eq!(config.time.allowed_lateness, HumanDuration(120_000));
+        assert_eq!(config.workers, 2);
+        assert!(config.outputs.console.show_early);
+        assert_eq!(config.outputs.webhooks[0].max_attempts, 8);
+        match &config.sources[2] {
+            SourceConfig::Kafka(kafka) => assert!(kafka.stop_at_end),
+            other => panic!("unexpected source {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_rejects_unknown_key() {
+        let text = "sources: [{file: {paths: [a.log]}}]\noutput: {}\n";
+        let err = serde_norway::from_str::<Config>(text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `output`"), "{err}");
+    }
+}

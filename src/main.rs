@@ -1,0 +1,242 @@
+//! The `feedloop` command: runs detection rules over API traffic and delivers findings.
+
+mod app;
+mod config;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use feedloop_connectors::sink::console::Console;
+use feedloop_connectors::source::FormatConfig;
+use feedloop_pipeline::RunOptions;
+use feedloop_rules::{HumanDuration, RuleSet};
+
+use crate::app::{OutputPlan, PartitionSpec};
+use crate::config::{Config, SourceConfig};
+
+#[derive(Parser)]
+#[command(name = "feedloop", version, about = "Runtime API traffic in, security findings out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sources, rules and outputs of a configuration file.
+    Run {
+        /// The configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Worker threads; overrides `workers` in the configuration.
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Scan log files with the shipped rule packs (or --rules) and print the findings.
+    Scan {
+        /// Log files, plain or gzip; `-` reads stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Rule files or folders to use instead of the shipped packs.
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Output: readable text, or one JSON finding per line on stdout (summary on stderr).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Input layout; `auto` detects JSON Lines or the combined log format per file.
+        #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+        input_format: InputFormat,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// How far an event may trail the newest event of its file and still count.
+        #[arg(long, default_value = "1m")]
+        allowed_lateness: HumanDuration,
+        /// Also report early findings (the condition holds while the window is still open).
+        #[arg(long)]
+        early: bool,
+        /// Write records that fail to decode, and late events, to this JSON Lines file.
+        #[arg(long)]
+        dead_letter: Option<PathBuf>,
+    },
+    /// Work with rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files and folders; exits non-zero when any rule is invalid.
+    Check {
+        /// Rule files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InputFormat {
+    Auto,
+    Combined,
+    Json,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, workers } => run(config, workers),
+        Command::Scan {
+            files,
+            rules,
+            format,
+            input_format,
+            workers,
+            allowed_lateness,
+            early,
+            dead_letter,
+        } => {
+            let input_format = match input_format {
+                InputFormat::Auto => FormatConfig::Auto,
+                InputFormat::Combined => FormatConfig::Combined,
+                InputFormat::Json => FormatConfig::Json,
+            };
+            let options = ScanOptions { format, input_format, workers, allowed_lateness, early, dead_letter };
+            scan(files, rules, options)
+        }
+        Command::Rules { command: RulesCommand::Check { paths } } => check_rules(&paths),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDLOOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+struct ScanOptions {
+    format: OutputFormat,
+    input_format: FormatConfig,
+    workers: usize,
+    allowed_lateness: HumanDuration,
+    early: bool,
+    dead_letter: Option<PathBuf>,
+}
+
+fn scan(files: Vec<PathBuf>, rule_paths: Vec<PathBuf>, options: ScanOptions) -> anyhow::Result<ExitCode> {
+    let rules = app::load_rules(&rule_paths)?;
+    let workers = options.workers.max(1);
+    let specs: Vec<PartitionSpec> = files
+        .into_iter()
+        .map(|path| {
+            if path.as_os_str() == "-" {
+                PartitionSpec::Stdin { format: options.input_format.clone() }
+            } else {
+                PartitionSpec::File { path, format: options.input_format.clone() }
+            }
+        })
+        .collect();
+    let readers = app::open_partitions(&specs, &[], workers)?;
+    let jsonl = options.format == OutputFormat::Jsonl;
+    let plan = OutputPlan {
+        console: (!jsonl).then(|| Console { show_early: options.early }),
+        stdout_jsonl: jsonl,
+        findings_file: None,
+        dead_letter_file: options.dead_letter,
+        webhooks: Vec::new(),
+        final_only: !options.early,
+    };
+    let run_options = RunOptions {
+        workers,
+        allowed_lateness_ms: options.allowed_lateness.as_millis(),
+        ..RunOptions::default()
+    };
+    let (counts, report) = app::execute(&rules, run_options, readers, plan)?;
+    let summary = Console::summary_text(&counts, &report);
+    if jsonl {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+        let _ = std::io::stdout().flush();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config_path)?;
+    let rules = app::load_rules(&config.rules)?;
+    let workers = workers.unwrap_or(config.workers).max(1);
+
+    let mut specs = Vec::new();
+    let mut kafka_sources = Vec::new();
+    for source in &config.sources {
+        match source {
+            SourceConfig::File { paths, format } => specs.extend(
+                paths.iter().map(|path| PartitionSpec::File { path: path.clone(), format: format.clone() }),
+            ),
+            SourceConfig::Stdin { format } => specs.push(PartitionSpec::Stdin { format: format.clone() }),
+            SourceConfig::Kafka(kafka) => kafka_sources.push(kafka.clone()),
+        }
+    }
+    specs.extend(app::kafka_partitions(&kafka_sources)?);
+    let readers = app::open_partitions(&specs, &kafka_sources, workers)?;
+
+    let console = &config.outputs.console;
+    let plan = OutputPlan {
+        console: console.enabled.then(|| Console { show_early: console.show_early }),
+        stdout_jsonl: false,
+        findings_file: config.outputs.jsonl.as_ref().map(|j| j.path.clone()),
+        dead_letter_file: config.dead_letter.as_ref().map(|d| d.path.clone()),
+        webhooks: config.outputs.webhooks.clone(),
+        final_only: false,
+    };
+    let options = RunOptions {
+        workers,
+        allowed_lateness_ms: config.time.allowed_lateness.as_millis(),
+        ..RunOptions::default()
+    };
+    let (counts, report) = app::execute(&rules, options, readers, plan)?;
+    print!("{}", Console::summary_text(&counts, &report));
+    if let Some(jsonl) = &config.outputs.jsonl {
+        println!("  findings written to {}", jsonl.path.display());
+    }
+    if let Some(dead) = &config.dead_letter {
+        println!("  dead letters written to {}", dead.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    match RuleSet::load(paths) {
+        Ok(set) => {
+            let files: std::collections::BTreeSet<_> = set.origins().iter().map(|o| &o.file).collect();
+            println!("ok: {} rules in {} files", set.len(), files.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("error: {error}");
+            }
+            eprintln!("{} invalid rule file entries", errors.0.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
