@@ -62,6 +62,16 @@ enum Command {
         #[arg(long)]
         dead_letter: Option<PathBuf>,
     },
+    /// Decode log files and print each event as native JSON, one per line, for publishing to
+    /// Kafka or checking a field mapping. Records that fail to decode are reported on stderr.
+    Events {
+        /// Log files, plain or gzip; `-` reads stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Input layout; `auto` detects JSON Lines or the combined log format per file.
+        #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+        input_format: InputFormat,
+    },
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -92,6 +102,16 @@ enum InputFormat {
     Json,
 }
 
+impl From<InputFormat> for FormatConfig {
+    fn from(format: InputFormat) -> FormatConfig {
+        match format {
+            InputFormat::Auto => FormatConfig::Auto,
+            InputFormat::Combined => FormatConfig::Combined,
+            InputFormat::Json => FormatConfig::Json,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
@@ -107,23 +127,30 @@ fn main() -> ExitCode {
             early,
             dead_letter,
         } => {
-            let input_format = match input_format {
-                InputFormat::Auto => FormatConfig::Auto,
-                InputFormat::Combined => FormatConfig::Combined,
-                InputFormat::Json => FormatConfig::Json,
-            };
+            let input_format = input_format.into();
             let options = ScanOptions { format, input_format, workers, allowed_lateness, early, dead_letter };
             scan(files, rules, options)
         }
+        Command::Events { files, input_format } => print_events(&files, input_format.into()),
         Command::Rules { command: RulesCommand::Check { paths } } => check_rules(&paths),
     };
     match result {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Returns true when stdout was closed by its reader, as `feedloop events ... | head` does.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging() {
@@ -220,6 +247,39 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
     }
     if let Some(dead) = &config.dead_letter {
         println!("  dead letters written to {}", dead.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitCode> {
+    use feedloop_pipeline::{PartitionReader, ReadBatch, ReadStatus};
+
+    let readers = feedloop_connectors::source::file::open_all(files, &format)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = 0u64;
+    for mut reader in readers {
+        let mut batch = ReadBatch::default();
+        loop {
+            batch.events.clear();
+            batch.dead_letters.clear();
+            let status = reader.read(1024, &mut batch);
+            for (event, _) in &batch.events {
+                serde_json::to_writer(&mut out, &feedloop_connectors::encode::native_json(event))?;
+                out.write_all(b"\n")?;
+            }
+            for letter in &batch.dead_letters {
+                failed += 1;
+                eprintln!("{} {:?}: {}", letter.source, letter.position, letter.error);
+            }
+            if status == ReadStatus::Finished {
+                break;
+            }
+        }
+    }
+    out.flush()?;
+    if failed > 0 {
+        eprintln!("{failed} records failed to decode");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,5 +4,6 @@
 //! the dataflow emits (findings and dead letters) to the console, files and webhooks.
 
 pub mod decode;
+pub mod encode;
 pub mod sink;
 pub mod source;

@@ -242,26 +242,36 @@ impl<'a> Feeder<'a> {
         }
     }
 
-    /// Reads one batch from the partition furthest behind and sends it. Returns false once
-    /// every partition has finished.
+    /// Reads one batch, from the partition furthest behind that has records, and sends it.
+    /// Returns false once every partition has finished.
     fn feed(&mut self, input: &mut EventInput) -> bool {
         if self.stop.load(Ordering::Relaxed) {
             return false;
         }
-        let Some(p) = self.next_partition() else {
+        let order = self.read_order();
+        if order.is_empty() {
             return false;
-        };
-
-        self.batch.clear();
-        let status = self.partitions[p].read(self.batch_size, &mut self.batch);
-        self.quiet = self.batch.records == 0;
-        let clock = &mut self.clocks[p];
-        match status {
-            ReadStatus::Finished => clock.finished = true,
-            ReadStatus::Idle => clock.idle = self.batch.events.is_empty(),
-            ReadStatus::Ready | ReadStatus::Pending => clock.idle = false,
         }
-        self.send_batch(p, input);
+
+        // The partition furthest behind goes first; when it has nothing right now, the next
+        // one gets the turn, so one quiet partition does not delay the others' early findings.
+        self.quiet = true;
+        for p in order {
+            self.batch.clear();
+            let status = self.partitions[p].read(self.batch_size, &mut self.batch);
+            let clock = &mut self.clocks[p];
+            match status {
+                ReadStatus::Finished => clock.finished = true,
+                ReadStatus::Idle => clock.idle = self.batch.events.is_empty(),
+                ReadStatus::Ready | ReadStatus::Pending => clock.idle = false,
+            }
+            let read_any = self.batch.records > 0;
+            self.send_batch(p, input);
+            if read_any || status == ReadStatus::Finished {
+                self.quiet = !read_any;
+                break;
+            }
+        }
 
         if let Some(time) = self.input_time() {
             if time > *input.time() {
@@ -271,15 +281,15 @@ impl<'a> Feeder<'a> {
         true
     }
 
-    /// Picks the unfinished partition with the lowest watermark, so partitions advance together
-    /// in event time and none holds windows open longer than it must.
-    fn next_partition(&self) -> Option<usize> {
-        self.clocks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !c.finished)
-            .min_by_key(|(i, c)| (c.idle, c.watermark(self.lateness).unwrap_or(i64::MIN), *i))
-            .map(|(i, _)| i)
+    /// Returns the unfinished partitions, the one with the lowest watermark first, so partitions
+    /// advance together in event time and none holds windows open longer than it must.
+    fn read_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.clocks.len()).filter(|i| !self.clocks[*i].finished).collect();
+        order.sort_by_key(|i| {
+            let clock = &self.clocks[*i];
+            (clock.idle, clock.watermark(self.lateness).unwrap_or(i64::MIN), *i)
+        });
+        order
     }
 
     fn send_batch(&mut self, p: usize, input: &mut EventInput) {

@@ -7,7 +7,12 @@
 //! each pointer, which allocates for every member of the record.
 //!
 //! Both paths hand the values they find to one conversion step, so a value that one path
-//! accepts the other accepts too, with the same result and the same error.
+//! accepts the other accepts too, with the same result and the same error. The exception is a
+//! record that repeats a mapped member: the fast path rejects it, and the pointer path reads
+//! the last one.
+//!
+//! A record that is not valid JSON gets one more try when the fault is one that access logs
+//! commonly contain: nginx's `\xHH` escapes, or bytes that are not UTF-8.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -28,7 +33,8 @@ const AUTO_EPOCH_MS_ABOVE: f64 = 1e11;
 /// ECMAScript `Date`.
 const MAX_EPOCH_MS: i64 = 8_640_000_000_000_000;
 
-/// Where each event field is read from in a JSON record, and how the time is written.
+/// Field mapping for JSON records: a JSON pointer for each event field, and the formats of the
+/// time and latency values.
 ///
 /// Each field names a JSON pointer (RFC 6901) into the record, such as `/request/uri`. A
 /// field left out of the configuration keeps its default pointer, which is `/` followed by the
@@ -58,7 +64,7 @@ const MAX_EPOCH_MS: i64 = 8_640_000_000_000_000;
 ///   is required.
 /// - Numeric fields (`status`, `latency_ms`, `request_bytes`, `response_bytes`) accept JSON
 ///   numbers and numbers written as strings, such as `"200"`.
-/// - Text fields accept strings. A number or boolean is kept as its JSON text.
+/// - Text fields accept strings. A number or boolean is converted to text.
 /// - Any other value, such as an object where text is expected, makes the record invalid. The
 ///   error names the field, its pointer and the value.
 /// - Members of the record that no pointer names are ignored.
@@ -70,7 +76,7 @@ const MAX_EPOCH_MS: i64 = 8_640_000_000_000_000;
 pub struct JsonMapping {
     /// Event time, required. Default `/time`. [`TimeFormat`] sets how it is written.
     pub time: JsonPointer,
-    /// How `time` is written. Default `auto`.
+    /// Format of the `time` value. Default `auto`.
     pub time_format: TimeFormat,
     /// Service (API) name. Default `/service`.
     pub service: JsonPointer,
@@ -86,8 +92,8 @@ pub struct JsonMapping {
     pub path: JsonPointer,
     /// Query string, with or without a leading `?`. Default `/query`.
     pub query: JsonPointer,
-    /// HTTP status: an integer from 100 to 999. Default `/status`. The value 0, which some
-    /// proxies log for a request that got no response, leaves the field empty.
+    /// HTTP status: an integer from 100 to 999. Default `/status`. The value 0 leaves the
+    /// field empty, because proxies such as Envoy log 0 for a request that got no response.
     pub status: JsonPointer,
     /// Time to serve the call, a non-negative number in `latency_unit`. Default
     /// `/latency_ms`.
@@ -158,7 +164,7 @@ impl JsonMapping {
     }
 }
 
-/// How the time of a JSON record is written.
+/// Format of the time value in a JSON record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeFormat {
@@ -294,18 +300,20 @@ impl JsonDecoder {
         if record.is_empty() {
             return Err(DecodeError::new("empty record: expected a JSON object"));
         }
-        match self.decode_utf8(record) {
-            // JSON must be UTF-8, but some servers write request bytes above 0x7F unescaped.
-            // Replacing them keeps the event, as the combined decoder does.
-            Err(_) if std::str::from_utf8(record).is_err() => {
-                let text = String::from_utf8_lossy(record);
-                self.decode_utf8(text.as_bytes())
-            }
-            result => result,
+        let error = match self.decode_text(record) {
+            Ok(event) => return Ok(event),
+            Err(error) => error,
+        };
+        match repair_record(record) {
+            // NOTE: a syntax error found after the repair gives its column in the repaired
+            // record, which is off wherever an escape or invalid byte before it was replaced.
+            Some(repaired) => self.decode_text(&repaired),
+            None => Err(error),
         }
     }
 
-    fn decode_utf8(&self, record: &[u8]) -> Result<ApiEvent, DecodeError> {
+    /// Decodes a record as serde_json reads it, which rejects bytes that are not UTF-8.
+    fn decode_text(&self, record: &[u8]) -> Result<ApiEvent, DecodeError> {
         // Only an object takes the fast path, because a derived struct would also accept an
         // array of its fields in order.
         if self.native && record.first() == Some(&b'{') {
@@ -325,6 +333,59 @@ impl JsonDecoder {
             &self.mapping,
         )
     }
+}
+
+/// Repairs the two kinds of invalid JSON that access logs commonly contain, or returns `None`
+/// when the record has neither.
+///
+/// nginx without `escape=json` writes `"`, `\`, bytes below 0x20 and bytes from 0x7F up as
+/// `\xHH`, which JSON does not allow. A logger that copies request bytes into a string
+/// unescaped can write bytes that are not UTF-8, and those are replaced with U+FFFD.
+fn repair_record(record: &[u8]) -> Option<Vec<u8>> {
+    let unescaped = replace_hex_escapes(record);
+    let bytes = unescaped.as_deref().unwrap_or(record);
+    match std::str::from_utf8(bytes) {
+        Ok(_) => unescaped,
+        Err(_) => Some(String::from_utf8_lossy(bytes).into_owned().into_bytes()),
+    }
+}
+
+/// Rewrites each `\xHH` escape as the byte it stands for, escaped the JSON way where JSON
+/// requires it. Returns `None` when the record has no such escape.
+fn replace_hex_escapes(record: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16)).map(|d| d as u8);
+    let mut out = Vec::with_capacity(record.len());
+    let mut replaced = false;
+    let mut i = 0;
+    while i < record.len() {
+        if record[i] != b'\\' {
+            out.push(record[i]);
+            i += 1;
+            continue;
+        }
+
+        let escape = (
+            record.get(i + 1),
+            hex(record.get(i + 2)),
+            hex(record.get(i + 3)),
+        );
+        let (Some(b'x'), Some(high), Some(low)) = escape else {
+            // Any other escape, such as `\"`, is copied whole so that its second byte is not
+            // read as the start of an escape.
+            let end = (i + 2).min(record.len());
+            out.extend_from_slice(&record[i..end]);
+            i = end;
+            continue;
+        };
+        match high << 4 | low {
+            byte @ (b'"' | b'\\') => out.extend([b'\\', byte]),
+            byte @ (0x00..=0x1F | 0x7F) => out.extend(format!("\\u{byte:04x}").bytes()),
+            byte => out.push(byte),
+        }
+        replaced = true;
+        i += 4;
+    }
+    replaced.then_some(out)
 }
 
 fn invalid_json(err: serde_json::Error) -> DecodeError {
@@ -543,16 +604,16 @@ impl<'m> Source<'m> {
                 format!("invalid {name} at {pointer}: expected {expected}, found an object")
             }
             FieldValue::Text(text) => {
-                let shown = quote(text.as_bytes());
-                format!("invalid {name} {shown} at {pointer}: expected {expected}")
+                let value_text = quote(text.as_bytes());
+                format!("invalid {name} {value_text} at {pointer}: expected {expected}")
             }
             // Debug writes 1e300 as such, where Display would write all 301 digits.
             FieldValue::Float(x) => {
                 format!("invalid {name} {x:?} at {pointer}: expected {expected}")
             }
             scalar => {
-                let shown = scalar_text(scalar).unwrap_or_default();
-                format!("invalid {name} {shown} at {pointer}: expected {expected}")
+                let value_text = scalar_text(scalar).unwrap_or_default();
+                format!("invalid {name} {value_text} at {pointer}: expected {expected}")
             }
         };
         DecodeError::new(message)
@@ -1316,6 +1377,53 @@ mod tests {
         };
         let event = decoder.decode(record).unwrap();
         assert_eq!(event.path, "/caf\u{FFFD}");
+    }
+
+    #[test]
+    fn nginx_hex_escapes_are_repaired() {
+        // nginx's default escaping inside a JSON log_format: `"` is `\x22`, `\` is `\x5C`,
+        // and bytes below 0x20 or from 0x7F up are `\xHH` too.
+        let record = r#"{"time": 1, "user_agent": "say \x22hi\x22 caf\xC3\xA9 \x5Cx\x5C", "path": "/a\x0Ab\xFF", "referer": "\"q\" \\x41"}"#;
+        let event = decode_default(record).unwrap();
+        assert_eq!(
+            event.user_agent.as_deref(),
+            Some("say \"hi\" caf\u{e9} \\x\\")
+        );
+        assert_eq!(event.path, "/a\nb\u{FFFD}");
+        assert_eq!(event.referer.as_deref(), Some("\"q\" \\x41"));
+        assert_eq!(decode_by_pointers(record), decode_default(record));
+    }
+
+    #[test]
+    fn repair_failures_report_errors() {
+        let cases = [
+            (
+                r#"{"time": 1, "path": "/\xZZ"}"#,
+                "invalid JSON record: invalid escape at line 1 column 24",
+            ),
+            (
+                r#"{"time": 1, "path": "\x41", "status": }"#,
+                // The column is counted in the repaired record, where `\x41` is one byte.
+                "invalid JSON record: expected value at line 1 column 36",
+            ),
+        ];
+        for (record, expected) in cases {
+            assert_eq!(
+                decode_default(record),
+                Err(expected.to_string()),
+                "record {record}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_member_depends_on_path() {
+        let record = r#"{"time": 1, "status": 200, "status": 404}"#;
+        assert_eq!(
+            decode_default(record),
+            Err("invalid JSON record: duplicate field `status` at line 1 column 35".to_string())
+        );
+        assert_eq!(decode_by_pointers(record).unwrap().status, Some(404));
     }
 
     #[test]

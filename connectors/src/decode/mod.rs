@@ -8,7 +8,7 @@
 //! A decoder never drops a record silently. A record that cannot become an event is an error,
 //! which the caller turns into a dead letter. A record that is usable but partly malformed,
 //! such as an access log line whose request line is not HTTP, becomes an event with `problem`
-//! set, because attack traffic is exactly what produces such lines.
+//! set, because scanners and attacks produce such lines.
 //!
 //! Decoding with the wrong format fails every record: a JSON log read as combined has no
 //! `[time]`, and a combined log read as JSON is not an object. Use [`Format::detect`] on the

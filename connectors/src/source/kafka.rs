@@ -1,24 +1,32 @@
 //! The Kafka source: every partition of a topic, spread over the workers.
 //!
-//! Each worker opens one `BaseConsumer`, assigns itself the partitions whose index it owns
-//! (partition `p` goes to worker `p % workers`) and splits each into its own queue, so each
-//! partition is one [`PartitionReader`] with its own watermark. The consumer joins the
+//! Each worker opens one `BaseConsumer` and assigns it the partitions dealt to that worker.
+//! Every partition is one [`PartitionReader`] with its own watermark; the readers share the
+//! consumer, and whichever reader polls it sorts the messages into per-partition buffers, so
+//! each partition's messages stay in offset order. A partition whose buffer fills up is paused
+//! at the broker until its reader catches up, which bounds memory when the driver reads one
+//! partition while another races ahead. (librdkafka's per-partition queues were not used:
+//! messages fetched between `assign` and splitting a queue off arrive on the main queue, and
+//! ordering them against the split queue is not possible.) The consumer joins the
 //! configured group id but does not commit offsets: offsets may be committed only once the
 //! effects of the events before them are durable, and nothing downstream is durable yet, so a
 //! restart re-reads from the configured start.
 //!
 //! A partition that has reached the end of its log and stays there for `idle_timeout` reports
 //! itself idle, so a quiet partition does not hold every window open. With `stop_at_end`, each
-//! partition finishes once it has read up to the high watermark it had when the run started,
-//! which turns a topic into a bounded input for replays and tests.
+//! partition finishes the first time it has caught up with the end of its log, which turns a
+//! topic into a bounded input for replays and tests. The end is the one the broker reports in
+//! its fetch responses; the high watermark from a separate offsets request is not used,
+//! because tansu 0.6 answers that request with the base offset of the last record batch.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
@@ -45,7 +53,7 @@ pub struct KafkaConfig {
     /// Where to start: `earliest`, `latest`, or `committed` (the group's offsets, else earliest).
     #[serde(default)]
     pub start: StartFrom,
-    /// Finish each partition at the high watermark it had when the run started.
+    /// Finish each partition once it has caught up with the end of its log.
     #[serde(default)]
     pub stop_at_end: bool,
     /// How long a caught-up partition waits before it stops holding the watermark.
@@ -130,6 +138,9 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// Messages buffered per partition before the partition is paused at the broker.
+const BUFFER_PAUSE: usize = 8_192;
+
 /// Opens one consumer that reads the given partitions, one reader each.
 pub fn open(
     config: &KafkaConfig,
@@ -138,9 +149,9 @@ pub fn open(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    let consumer: Arc<BaseConsumer> = Arc::new(client_config(config).create().map_err(
-        |source| KafkaSourceError::Client { brokers: config.brokers.clone(), source },
-    )?);
+    let consumer: BaseConsumer = client_config(config).create().map_err(|source| {
+        KafkaSourceError::Client { brokers: config.brokers.clone(), source }
+    })?;
 
     let offset = match config.start {
         StartFrom::Earliest => Offset::Beginning,
@@ -157,59 +168,129 @@ pub fn open(
         .assign(&assignment)
         .map_err(|source| KafkaSourceError::Assign { topic: config.topic.clone(), source })?;
 
+    let shared = Arc::new(Mutex::new(Shared {
+        consumer,
+        topic: config.topic.clone(),
+        buffers: mine.iter().map(|p| (*p, Buffer::default())).collect(),
+    }));
     let format = config.format.fixed().unwrap_or(Format::Json(JsonMapping::default()));
-    let mut readers = Vec::with_capacity(mine.len());
-    for &p in mine {
-        let queue = consumer
-            .split_partition_queue(&config.topic, p)
-            .expect("the topic name has no NUL byte and the partition is assigned");
-        let end = if config.stop_at_end {
-            let (_, high) = consumer.fetch_watermarks(&config.topic, p, METADATA_TIMEOUT).map_err(
-                |source| KafkaSourceError::Metadata {
-                    topic: config.topic.clone(),
-                    brokers: config.brokers.clone(),
-                    source,
-                },
-            )?;
-            Some(high)
-        } else {
-            None
-        };
-        readers.push(KafkaPartitionReader {
+    Ok(mine
+        .iter()
+        .map(|&p| KafkaPartitionReader {
             name: format!("kafka:{}/{p}", config.topic),
-            consumer: consumer.clone(),
-            queue,
+            shared: shared.clone(),
             partition: p,
             decoder: Decoder::new(format.clone()),
-            end,
-            next_offset: None,
+            stop_at_end: config.stop_at_end,
+            finished: false,
             caught_up_since: None,
             idle_timeout: Duration::from_millis(config.idle_timeout.as_millis()),
-        });
+        })
+        .collect())
+}
+
+/// The consumer of one worker and the messages it fetched, by partition.
+struct Shared {
+    consumer: BaseConsumer,
+    topic: String,
+    buffers: HashMap<i32, Buffer>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    messages: VecDeque<OwnedMessage>,
+    /// True when the partition reported the end of its log after the last buffered message.
+    at_end: bool,
+    paused: bool,
+}
+
+impl Shared {
+    /// Polls the consumer until `partition` has `want` messages buffered or nothing arrives
+    /// within `wait`, sorting every message into its partition's buffer.
+    fn pump(&mut self, partition: i32, want: usize, mut wait: Duration) {
+        while self.buffers.get(&partition).is_some_and(|b| b.messages.len() < want) {
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => {
+                    wait = Duration::ZERO;
+                    let p = message.partition();
+                    if let Some(buffer) = self.buffers.get_mut(&p) {
+                        buffer.at_end = false;
+                        buffer.messages.push_back(message.detach());
+                    }
+                    self.pause_if_full(p);
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(buffer) = self.buffers.get_mut(&p) {
+                        buffer.at_end = true;
+                    }
+                    if p == partition {
+                        break;
+                    }
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(topic = %self.topic, error = %err, "Kafka consumer error; retrying");
+                    break;
+                }
+            }
+        }
     }
-    Ok(readers)
+
+    fn pause_if_full(&mut self, partition: i32) {
+        let Some(buffer) = self.buffers.get_mut(&partition) else { return };
+        if buffer.paused || buffer.messages.len() < BUFFER_PAUSE {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.topic, partition);
+        match self.consumer.pause(&list) {
+            Ok(()) => buffer.paused = true,
+            Err(err) => tracing::warn!(topic = %self.topic, partition, error = %err, "failed to pause Kafka partition"),
+        }
+    }
+
+    fn resume_if_drained(&mut self, partition: i32) {
+        let Some(buffer) = self.buffers.get_mut(&partition) else { return };
+        if !buffer.paused || buffer.messages.len() > BUFFER_PAUSE / 2 {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.topic, partition);
+        match self.consumer.resume(&list) {
+            Ok(()) => buffer.paused = false,
+            Err(err) => tracing::warn!(topic = %self.topic, partition, error = %err, "failed to resume Kafka partition"),
+        }
+    }
 }
 
 /// One Kafka partition as a partition of the dataflow's input.
 pub struct KafkaPartitionReader {
     name: String,
-    consumer: Arc<BaseConsumer>,
-    queue: rdkafka::consumer::base_consumer::PartitionQueue<rdkafka::consumer::DefaultConsumerContext>,
+    shared: Arc<Mutex<Shared>>,
     partition: i32,
     decoder: Decoder,
-    /// With `stop_at_end`: the offset at which the partition finishes.
-    end: Option<i64>,
-    /// The offset after the last message read.
-    next_offset: Option<i64>,
+    /// Finish at the first end of the log.
+    stop_at_end: bool,
+    finished: bool,
     caught_up_since: Option<Instant>,
     idle_timeout: Duration,
 }
 
 impl KafkaPartitionReader {
-    fn reached_end(&self) -> bool {
-        match self.end {
-            Some(end) => end <= 0 || self.next_offset.is_some_and(|next| next >= end),
-            None => false,
+    fn decode(&mut self, message: &OwnedMessage, batch: &mut ReadBatch) {
+        batch.records += 1;
+        let offset = message.offset();
+        let position = Position::Offset { partition: self.partition, offset };
+        let payload = message.payload().unwrap_or_default();
+        match self.decoder.decode(payload) {
+            Ok(event) => batch.events.push((event, position)),
+            Err(err) => batch.dead_letters.push(DeadLetter::new(
+                &self.name,
+                position,
+                Reason::Decode,
+                err.to_string(),
+                payload,
+            )),
         }
     }
 }
@@ -220,58 +301,41 @@ impl PartitionReader for KafkaPartitionReader {
     }
 
     fn read(&mut self, max: usize, batch: &mut ReadBatch) -> ReadStatus {
-        // Serve the consumer's own queue (errors, statistics); messages arrive on `queue`.
-        if let Some(Err(err)) = self.consumer.poll(Duration::ZERO) {
-            tracing::warn!(source = %self.name, error = %err, "Kafka consumer error");
-        }
-        if self.reached_end() {
+        if self.finished {
             return ReadStatus::Finished;
         }
+        let shared = self.shared.clone();
+        let mut shared = shared.lock().expect("no reader panics while holding the consumer");
+        shared.pump(self.partition, max, Duration::from_millis(10));
 
         let mut taken = 0;
-        let mut wait = Duration::from_millis(10);
-        while taken < max {
-            match self.queue.poll(wait) {
-                None => break,
-                Some(Err(KafkaError::PartitionEOF(_))) => {
-                    self.caught_up_since.get_or_insert_with(Instant::now);
-                    break;
-                }
-                Some(Err(err)) => {
-                    tracing::warn!(source = %self.name, error = %err, "failed to fetch from Kafka; retrying");
-                    break;
-                }
-                Some(Ok(message)) => {
-                    wait = Duration::ZERO;
-                    self.caught_up_since = None;
-                    taken += 1;
-                    batch.records += 1;
-                    let offset = message.offset();
-                    self.next_offset = Some(offset + 1);
-                    let position = Position::Offset { partition: self.partition, offset };
-                    let payload = message.payload().unwrap_or_default();
-                    match self.decoder.decode(payload) {
-                        Ok(event) => batch.events.push((event, position)),
-                        Err(err) => batch.dead_letters.push(DeadLetter::new(
-                            &self.name,
-                            position,
-                            Reason::Decode,
-                            err.to_string(),
-                            payload,
-                        )),
-                    }
-                    if self.reached_end() {
-                        return ReadStatus::Finished;
-                    }
-                }
+        let at_end;
+        {
+            let buffer = shared.buffers.get_mut(&self.partition).expect("every reader has a buffer");
+            let messages: Vec<OwnedMessage> = buffer.messages.drain(..buffer.messages.len().min(max)).collect();
+            at_end = buffer.at_end && buffer.messages.is_empty();
+            for message in &messages {
+                taken += 1;
+                self.decode(message, batch);
             }
         }
+        shared.resume_if_drained(self.partition);
+        drop(shared);
+
+        if at_end && self.stop_at_end {
+            self.finished = true;
+            return if taken > 0 { ReadStatus::Ready } else { ReadStatus::Finished };
+        }
         if taken > 0 {
+            self.caught_up_since = None;
             return ReadStatus::Ready;
         }
-        match self.caught_up_since {
-            Some(since) if since.elapsed() >= self.idle_timeout => ReadStatus::Idle,
-            _ => ReadStatus::Pending,
+        if at_end {
+            let since = *self.caught_up_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.idle_timeout {
+                return ReadStatus::Idle;
+            }
         }
+        ReadStatus::Pending
     }
 }

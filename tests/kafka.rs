@@ -1,0 +1,191 @@
+//! End to end through a real Kafka broker: the bundled logs published to a topic on a tansu
+//! broker started on 127.0.0.1 give the same findings as scanning the files.
+//!
+//! The broker binary is found through `FEEDLOOP_TANSU`, then the cache folder the test script
+//! installs it to, then `PATH`. `scripts/test.sh` installs it when missing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+/// A broker process that is killed when the test ends, however it ends.
+struct Broker {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FEEDLOOP_TANSU") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let cached = home.join(".cache/feedloop/tansu/bin/tansu");
+    if cached.exists() {
+        return cached;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("tansu"))
+        .find(|p| p.exists());
+    on_path.unwrap_or_else(|| {
+        panic!("the tansu broker was not found; run scripts/test.sh, which installs it, or set FEEDLOOP_TANSU")
+    })
+}
+
+fn start_broker() -> Broker {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{address}");
+    let child = Command::new(tansu_binary())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the tansu broker starts");
+    let broker = Broker { child, address };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&broker.address).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not listen on {} within 30s", broker.address);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker
+}
+
+fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .unwrap();
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let runtime = futures_executor(admin.create_topics([&new_topic], &options));
+    for result in runtime.unwrap() {
+        result.unwrap();
+    }
+}
+
+/// Runs a future to completion on this thread; the admin API is async but needs no runtime.
+fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        assert!(Instant::now() < deadline, "admin request timed out");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// Publishes each log's events as native JSON, keyed by client so each client's events stay
+/// in order within one partition. Returns the number published.
+fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut sent = 0;
+    for log in logs {
+        let output = common::feedloop(&["events", log.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        for event in common::parse_lines(&output.stdout) {
+            let payload = event.to_string();
+            let key = event["client"].as_str().unwrap().to_string();
+            loop {
+                let record = BaseRecord::to(topic).key(&key).payload(&payload);
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((err, _)) => {
+                        assert!(
+                            matches!(err.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                            "produce failed: {err}"
+                        );
+                        producer.poll(Duration::from_millis(100));
+                    }
+                }
+            }
+            sent += 1;
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    sent
+}
+
+fn final_findings(findings: Vec<Value>) -> Vec<Value> {
+    common::sorted(findings.into_iter().filter(|f| f["phase"] == "final").collect())
+}
+
+#[test]
+fn kafka_topic_gives_same_findings_as_files() {
+    let broker = start_broker();
+    let topic = "api-events";
+    create_topic(&broker, topic, 3);
+    let logs = vec![common::elastic_log(), common::yauaa_log()];
+    let published = publish(&broker, topic, &logs);
+    assert_eq!(published, 13_456);
+
+    let dir = common::temp_dir("kafka");
+    let findings_path = dir.join("findings.jsonl");
+    let config = format!(
+        "sources:\n  - kafka:\n      brokers: \"{}\"\n      topic: {topic}\n      group_id: feedloop-test\n      start: earliest\n      stop_at_end: true\ntime: {{allowed_lateness: 2m}}\nworkers: 2\noutputs:\n  console: {{enabled: false}}\n  jsonl: {{path: \"{}\"}}\n",
+        broker.address,
+        findings_path.display()
+    );
+    let config_path = dir.join("feedloop.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let output = common::feedloop(&["run", "--config", config_path.to_str().unwrap()]);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "run failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(common::summary_count(&summary, "records read"), 13_456);
+    assert_eq!(common::summary_count(&summary, "decoded"), 13_456);
+    assert_eq!(common::summary_count(&summary, "late"), 0);
+
+    let from_kafka = common::parse_lines(&std::fs::read(&findings_path).unwrap());
+    let paths: Vec<&std::path::Path> = logs.iter().map(|p| p.as_path()).collect();
+    let from_files = common::scan_jsonl(&paths, &["--early", "--allowed-lateness", "2m"]);
+    let early = |findings: &[Value]| -> BTreeSet<String> {
+        findings
+            .iter()
+            .filter(|f| f["phase"] == "early")
+            .map(|f| format!("{} {} {}", f["rule_id"], f["group"], f["window"]["start"]))
+            .collect()
+    };
+    assert!(from_files.len() > 100);
+    assert_eq!(early(&from_kafka), early(&from_files));
+    common::assert_same_findings(
+        &final_findings(from_kafka),
+        &final_findings(from_files),
+        "final findings from Kafka",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
