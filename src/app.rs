@@ -53,7 +53,10 @@ pub fn kafka_partitions(sources: &[KafkaConfig]) -> anyhow::Result<Vec<Partition
     let mut specs = Vec::new();
     for (i, config) in sources.iter().enumerate() {
         for partition in kafka::partitions(config)? {
-            specs.push(PartitionSpec::Kafka { source: i, partition });
+            specs.push(PartitionSpec::Kafka {
+                source: i,
+                partition,
+            });
         }
     }
     Ok(specs)
@@ -67,7 +70,7 @@ pub fn open_partitions(
     workers: usize,
 ) -> anyhow::Result<ReaderFactory> {
     let mut slots: Vec<Vec<Box<dyn PartitionReader>>> = (0..workers).map(|_| Vec::new()).collect();
-    for worker in 0..workers {
+    for (worker, slot) in slots.iter_mut().enumerate() {
         let mut kafka_mine: Vec<Vec<i32>> = vec![Vec::new(); kafka_sources.len()];
         for (index, spec) in specs.iter().enumerate() {
             if !owned_by(index, worker, workers) {
@@ -77,23 +80,25 @@ pub fn open_partitions(
                 PartitionSpec::File { path, format } => {
                     let reader = LineReader::open(path, format.clone())
                         .with_context(|| format!("failed to open input {}", path.display()))?;
-                    slots[worker].push(Box::new(reader));
+                    slot.push(Box::new(reader));
                 }
                 PartitionSpec::Stdin { format } => {
-                    slots[worker].push(Box::new(LineReader::stdin(format.clone())));
+                    slot.push(Box::new(LineReader::stdin(format.clone())));
                 }
                 PartitionSpec::Kafka { source, partition } => kafka_mine[*source].push(*partition),
             }
         }
         for (source, partitions) in kafka_mine.iter().enumerate() {
             for reader in kafka::open(&kafka_sources[source], partitions)? {
-                slots[worker].push(Box::new(reader));
+                slot.push(Box::new(reader));
             }
         }
     }
     let slots = Mutex::new(slots.into_iter().map(Some).collect::<Vec<_>>());
     Ok(Arc::new(move |worker, _peers| {
-        let mut slots = slots.lock().expect("no worker panics while holding the slots");
+        let mut slots = slots
+            .lock()
+            .expect("no worker panics while holding the slots");
         slots[worker].take().unwrap_or_default()
     }))
 }
@@ -106,7 +111,11 @@ pub fn execute(
     readers: ReaderFactory,
     plan: OutputPlan,
 ) -> anyhow::Result<(RunCounts, DeliveryReport)> {
-    let mut sinks = Sinks { console: plan.console, stdout_jsonl: plan.stdout_jsonl, ..Default::default() };
+    let mut sinks = Sinks {
+        console: plan.console,
+        stdout_jsonl: plan.stdout_jsonl,
+        ..Default::default()
+    };
     if let Some(path) = &plan.findings_file {
         sinks.findings_file = Some(JsonlFile::create(path)?);
     }
@@ -114,7 +123,9 @@ pub fn execute(
         sinks.dead_letter_file = Some(JsonlFile::create(path)?);
     }
     for hook in &plan.webhooks {
-        sinks.webhooks.push(WebhookSink::start(hook).map_err(anyhow::Error::msg)?);
+        sinks
+            .webhooks
+            .push(WebhookSink::start(hook).map_err(anyhow::Error::msg)?);
     }
 
     let stop = options.stop.clone();

@@ -75,7 +75,9 @@ fn default_lateness() -> HumanDuration {
 
 impl Default for TimeConfig {
     fn default() -> Self {
-        TimeConfig { allowed_lateness: default_lateness() }
+        TimeConfig {
+            allowed_lateness: default_lateness(),
+        }
     }
 }
 
@@ -88,7 +90,7 @@ pub struct DeadLetterConfig {
 }
 
 /// Finding outputs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputsConfig {
     /// Readable findings and the run summary on stdout.
@@ -100,12 +102,6 @@ pub struct OutputsConfig {
     /// Webhook receivers.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
-}
-
-impl Default for OutputsConfig {
-    fn default() -> Self {
-        OutputsConfig { console: ConsoleConfig::default(), jsonl: None, webhooks: Vec::new() }
-    }
 }
 
 /// Console output settings.
@@ -126,7 +122,10 @@ fn yes() -> bool {
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { enabled: true, show_early: false }
+        ConsoleConfig {
+            enabled: true,
+            show_early: false,
+        }
     }
 }
 
@@ -152,7 +151,10 @@ impl Config {
             );
         }
         if config.workers == 0 {
-            anyhow::bail!("invalid configuration {}: `workers` must be at least 1", path.display());
+            anyhow::bail!(
+                "invalid configuration {}: `workers` must be at least 1",
+                path.display()
+            );
         }
         Ok(config)
     }
@@ -195,7 +197,9 @@ outputs:
     #[test]
     fn parse_rejects_unknown_key() {
         let text = "sources: [{file: {paths: [a.log]}}]\noutput: {}\n";
-        let err = serde_norway::from_str::<Config>(text).unwrap_err().to_string();
+        let err = serde_norway::from_str::<Config>(text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `output`"), "{err}");
     }
 }

@@ -18,7 +18,11 @@ use crate::app::{OutputPlan, PartitionSpec};
 use crate::config::{Config, SourceConfig};
 
 #[derive(Parser)]
-#[command(name = "feedloop", version, about = "Runtime API traffic in, security findings out")]
+#[command(
+    name = "feedloop",
+    version,
+    about = "Runtime API traffic in, security findings out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -128,11 +132,23 @@ fn main() -> ExitCode {
             dead_letter,
         } => {
             let input_format = input_format.into();
-            let options = ScanOptions { format, input_format, workers, allowed_lateness, early, dead_letter };
+            let options = ScanOptions {
+                format,
+                input_format,
+                workers,
+                allowed_lateness,
+                early,
+                dead_letter,
+            };
             scan(files, rules, options)
         }
-        Command::Events { files, input_format } => print_events(&files, input_format.into()),
-        Command::Rules { command: RulesCommand::Check { paths } } => check_rules(&paths),
+        Command::Events {
+            files,
+            input_format,
+        } => print_events(&files, input_format.into()),
+        Command::Rules {
+            command: RulesCommand::Check { paths },
+        } => check_rules(&paths),
     };
     match result {
         Ok(code) => code,
@@ -147,8 +163,12 @@ fn main() -> ExitCode {
 /// Returns true when stdout was closed by its reader, as `feedloop events ... | head` does.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            || cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind())
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
                 == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
@@ -156,7 +176,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDLOOP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 struct ScanOptions {
@@ -168,23 +191,34 @@ struct ScanOptions {
     dead_letter: Option<PathBuf>,
 }
 
-fn scan(files: Vec<PathBuf>, rule_paths: Vec<PathBuf>, options: ScanOptions) -> anyhow::Result<ExitCode> {
+fn scan(
+    files: Vec<PathBuf>,
+    rule_paths: Vec<PathBuf>,
+    options: ScanOptions,
+) -> anyhow::Result<ExitCode> {
     let rules = app::load_rules(&rule_paths)?;
     let workers = options.workers.max(1);
     let specs: Vec<PartitionSpec> = files
         .into_iter()
         .map(|path| {
             if path.as_os_str() == "-" {
-                PartitionSpec::Stdin { format: options.input_format.clone() }
+                PartitionSpec::Stdin {
+                    format: options.input_format.clone(),
+                }
             } else {
-                PartitionSpec::File { path, format: options.input_format.clone() }
+                PartitionSpec::File {
+                    path,
+                    format: options.input_format.clone(),
+                }
             }
         })
         .collect();
     let readers = app::open_partitions(&specs, &[], workers)?;
     let jsonl = options.format == OutputFormat::Jsonl;
     let plan = OutputPlan {
-        console: (!jsonl).then(|| Console { show_early: options.early }),
+        console: (!jsonl).then_some(Console {
+            show_early: options.early,
+        }),
         stdout_jsonl: jsonl,
         findings_file: None,
         dead_letter_file: options.dead_letter,
@@ -216,10 +250,15 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
     let mut kafka_sources = Vec::new();
     for source in &config.sources {
         match source {
-            SourceConfig::File { paths, format } => specs.extend(
-                paths.iter().map(|path| PartitionSpec::File { path: path.clone(), format: format.clone() }),
-            ),
-            SourceConfig::Stdin { format } => specs.push(PartitionSpec::Stdin { format: format.clone() }),
+            SourceConfig::File { paths, format } => {
+                specs.extend(paths.iter().map(|path| PartitionSpec::File {
+                    path: path.clone(),
+                    format: format.clone(),
+                }))
+            }
+            SourceConfig::Stdin { format } => specs.push(PartitionSpec::Stdin {
+                format: format.clone(),
+            }),
             SourceConfig::Kafka(kafka) => kafka_sources.push(kafka.clone()),
         }
     }
@@ -228,7 +267,9 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
 
     let console = &config.outputs.console;
     let plan = OutputPlan {
-        console: console.enabled.then(|| Console { show_early: console.show_early }),
+        console: console.enabled.then_some(Console {
+            show_early: console.show_early,
+        }),
         stdout_jsonl: false,
         findings_file: config.outputs.jsonl.as_ref().map(|j| j.path.clone()),
         dead_letter_file: config.dead_letter.as_ref().map(|d| d.path.clone()),
@@ -287,7 +328,8 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
 fn check_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     match RuleSet::load(paths) {
         Ok(set) => {
-            let files: std::collections::BTreeSet<_> = set.origins().iter().map(|o| &o.file).collect();
+            let files: std::collections::BTreeSet<_> =
+                set.origins().iter().map(|o| &o.file).collect();
             println!("ok: {} rules in {} files", set.len(), files.len());
             Ok(ExitCode::SUCCESS)
         }

@@ -15,12 +15,22 @@ use feedloop_connectors::decode::{Decoder, Format};
 fn keys(findings: &[Value]) -> BTreeSet<String> {
     findings
         .iter()
-        .map(|f| format!("{} {} {} {}", f["rule_id"], f["group"], f["window"]["start"], f["phase"]))
+        .map(|f| {
+            format!(
+                "{} {} {} {}",
+                f["rule_id"], f["group"], f["window"]["start"], f["phase"]
+            )
+        })
         .collect()
 }
 
 fn finals(findings: Vec<Value>) -> Vec<Value> {
-    common::sorted(findings.into_iter().filter(|f| f["phase"] == "final").collect())
+    common::sorted(
+        findings
+            .into_iter()
+            .filter(|f| f["phase"] == "final")
+            .collect(),
+    )
 }
 
 #[test]
@@ -72,7 +82,10 @@ fn shuffle_within(log: &Path, lateness_ms: i64, seed: u64, out: &Path) {
 #[test]
 fn shuffled_within_lateness_gives_same_findings() {
     let dir = common::temp_dir("shuffle");
-    for (name, log) in [("elastic", common::elastic_log()), ("yauaa", common::yauaa_log())] {
+    for (name, log) in [
+        ("elastic", common::elastic_log()),
+        ("yauaa", common::yauaa_log()),
+    ] {
         let shuffled = dir.join(format!("{name}.log"));
         // Lateness 5m; disorder up to 4m59.999s plus the log's own disorder of under a minute
         // is removed by sorting first, so every event stays within the lateness.
@@ -81,7 +94,11 @@ fn shuffled_within_lateness_gives_same_findings() {
         let original = common::scan_jsonl(&[&log], &args);
         let reordered = common::scan_jsonl(&[&shuffled], &args);
         assert!(!original.is_empty(), "{name}: no findings");
-        assert_eq!(keys(&original), keys(&reordered), "{name}: early and final sets differ");
+        assert_eq!(
+            keys(&original),
+            keys(&reordered),
+            "{name}: early and final sets differ"
+        );
         common::assert_same_findings(&finals(reordered), &finals(original), name);
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -108,6 +125,9 @@ fn disorder_beyond_lateness_is_counted_late() {
     let dead = common::parse_lines(&std::fs::read(dir.join("dead.jsonl")).unwrap());
     assert_eq!(dead.len() as u64, late);
     assert!(dead.iter().all(|d| d["reason"] == "late"));
-    assert!(dead[0]["error"].as_str().unwrap().starts_with("late event: time 2015-05-"));
+    assert!(dead[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("late event: time 2015-05-"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -35,8 +35,10 @@ fn tansu_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("FEEDLOOP_TANSU") {
         return PathBuf::from(path);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let cached = home.join(".cache/feedloop/tansu/bin/tansu");
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let cached = home.join(".cache/feedloop/tansu-0.6.0/bin/tansu");
     if cached.exists() {
         return cached;
     }
@@ -51,11 +53,21 @@ fn tansu_binary() -> PathBuf {
 }
 
 fn start_broker() -> Broker {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let address = format!("127.0.0.1:{port}");
     let url = format!("tcp://{address}");
     let child = Command::new(tansu_binary())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -64,7 +76,11 @@ fn start_broker() -> Broker {
     let broker = Broker { child, address };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&broker.address).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {} within 30s", broker.address);
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not listen on {} within 30s",
+            broker.address
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     broker
@@ -116,7 +132,11 @@ fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
     let mut sent = 0;
     for log in logs {
         let output = common::feedloop(&["events", log.to_str().unwrap()]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         for event in common::parse_lines(&output.stdout) {
             let payload = event.to_string();
             let key = event["client"].as_str().unwrap().to_string();
@@ -126,7 +146,10 @@ fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
                     Ok(()) => break,
                     Err((err, _)) => {
                         assert!(
-                            matches!(err.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                            matches!(
+                                err.rdkafka_error_code(),
+                                Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                            ),
                             "produce failed: {err}"
                         );
                         producer.poll(Duration::from_millis(100));
@@ -142,7 +165,12 @@ fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
 }
 
 fn final_findings(findings: Vec<Value>) -> Vec<Value> {
-    common::sorted(findings.into_iter().filter(|f| f["phase"] == "final").collect())
+    common::sorted(
+        findings
+            .into_iter()
+            .filter(|f| f["phase"] == "final")
+            .collect(),
+    )
 }
 
 #[test]
@@ -165,7 +193,11 @@ fn kafka_topic_gives_same_findings_as_files() {
     std::fs::write(&config_path, config).unwrap();
     let output = common::feedloop(&["run", "--config", config_path.to_str().unwrap()]);
     let summary = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "run failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(common::summary_count(&summary, "records read"), 13_456);
     assert_eq!(common::summary_count(&summary, "decoded"), 13_456);
     assert_eq!(common::summary_count(&summary, "late"), 0);

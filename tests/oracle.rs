@@ -42,7 +42,9 @@ fn oracle(rules: &RuleSet, logs: &[&Path]) -> BTreeSet<String> {
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let event = decoder.decode(line).unwrap();
             for (r, rule) in rules.rules().iter().enumerate() {
-                let Some(contribution) = rule.evaluate(&event) else { continue };
+                let Some(contribution) = rule.evaluate(&event) else {
+                    continue;
+                };
                 let size = rule.window.size_ms as i64;
                 let slide = rule.window.slide_ms as i64;
                 // Every start that is a multiple of the slide with start <= t < start + size.
@@ -78,10 +80,17 @@ fn oracle(rules: &RuleSet, logs: &[&Path]) -> BTreeSet<String> {
             Detection::Distinct { count, .. } => {
                 (agg.values.len() as u64 >= *count, json!(agg.values.len()))
             }
-            Detection::Ratio { min_ratio, min_events, .. } => {
+            Detection::Ratio {
+                min_ratio,
+                min_events,
+                ..
+            } => {
                 let ratio = agg.count as f64 / agg.total as f64;
                 let rounded = (ratio * 10_000.0).round() / 10_000.0;
-                (agg.total >= *min_events && ratio >= *min_ratio, json!([rounded, agg.total]))
+                (
+                    agg.total >= *min_events && ratio >= *min_ratio,
+                    json!([rounded, agg.total]),
+                )
             }
         };
         if !holds {
@@ -95,7 +104,15 @@ fn oracle(rules: &RuleSet, logs: &[&Path]) -> BTreeSet<String> {
             .collect();
         let end = start + rule.window.size_ms as i64;
         findings.insert(
-            json!([rule.id, group, rfc3339(start), rfc3339(end), agg.count, extra]).to_string(),
+            json!([
+                rule.id,
+                group,
+                rfc3339(start),
+                rfc3339(end),
+                agg.count,
+                extra
+            ])
+            .to_string(),
         );
     }
     findings
@@ -141,8 +158,14 @@ fn check_against_oracle(logs: &[&Path]) {
     assert!(!expected.is_empty());
     let missing: Vec<_> = expected.difference(&actual).collect();
     let extra: Vec<_> = actual.difference(&expected).collect();
-    assert!(missing.is_empty(), "findings the dataflow missed: {missing:#?}");
-    assert!(extra.is_empty(), "findings the oracle does not have: {extra:#?}");
+    assert!(
+        missing.is_empty(),
+        "findings the dataflow missed: {missing:#?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "findings the oracle does not have: {extra:#?}"
+    );
 }
 
 #[test]
@@ -167,10 +190,16 @@ fn oracle_finds_every_kind() {
     let kinds: BTreeSet<&str> = findings
         .iter()
         .map(|f| {
-            let id = serde_json::from_str::<Value>(f).unwrap()[0].as_str().unwrap().to_string();
+            let id = serde_json::from_str::<Value>(f).unwrap()[0]
+                .as_str()
+                .unwrap()
+                .to_string();
             let rule = rules.rules().iter().find(|r| r.id == id).unwrap();
             rule.detection.kind()
         })
         .collect();
-    assert_eq!(kinds, BTreeSet::from(["distinct", "ratio", "signature", "threshold"]));
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["distinct", "ratio", "signature", "threshold"])
+    );
 }

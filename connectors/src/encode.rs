@@ -48,7 +48,10 @@ pub fn native_json(event: &ApiEvent) -> Value {
     }
     for (name, pairs) in [("labels", &event.labels), ("headers", &event.headers)] {
         if !pairs.is_empty() {
-            let map = pairs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+            let map = pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
             object.insert(name.into(), Value::Object(map));
         }
     }
@@ -87,7 +90,10 @@ mod tests {
         let line = serde_json::to_vec(&native_json(&event)).unwrap();
         assert_eq!(decoder.decode(&line).unwrap(), event);
 
-        let odd_query = ApiEvent { query: Some("??x/".into()), ..event };
+        let odd_query = ApiEvent {
+            query: Some("??x/".into()),
+            ..event
+        };
         let line = serde_json::to_vec(&native_json(&odd_query)).unwrap();
         assert_eq!(decoder.decode(&line).unwrap(), odd_query);
     }

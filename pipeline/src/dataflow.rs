@@ -107,7 +107,12 @@ impl Windows {
     }
 
     /// Adds hits of one input time, keeping a capability no later than that time.
-    fn absorb(&mut self, time: u64, retain: impl FnOnce() -> Option<Capability<u64>>, hits: &mut Vec<Hit>) {
+    fn absorb(
+        &mut self,
+        time: u64,
+        retain: impl FnOnce() -> Option<Capability<u64>>,
+        hits: &mut Vec<Hit>,
+    ) {
         if self.hold.as_ref().is_none_or(|h| *h.time() > time) {
             self.hold = retain();
         }
@@ -115,14 +120,23 @@ impl Windows {
             self.store.insert(hit, &mut self.fired);
         }
         if !self.fired.is_empty() {
-            self.pending_early.entry(time).or_default().append(&mut self.fired);
+            self.pending_early
+                .entry(time)
+                .or_default()
+                .append(&mut self.fired);
         }
     }
 
     /// Emits what the frontier allows: early findings of passed times, then final findings of
     /// windows ending at or before the watermark. `emit` sends findings at a time.
-    fn advance(&mut self, watermark: Option<u64>, mut emit: impl FnMut(&Capability<u64>, Vec<Finding>)) {
-        let Some(capability) = self.hold.as_ref() else { return };
+    fn advance(
+        &mut self,
+        watermark: Option<u64>,
+        mut emit: impl FnMut(&Capability<u64>, Vec<Finding>),
+    ) {
+        let Some(capability) = self.hold.as_ref() else {
+            return;
+        };
 
         while let Some(entry) = self.pending_early.first_entry() {
             if watermark.is_some_and(|w| *entry.key() >= w) {
@@ -173,7 +187,11 @@ struct Collector {
 impl Collector {
     /// Sends each passed time's findings, sorted, so output order does not depend on how
     /// workers interleave.
-    fn flush(&mut self, frontier: &timely::progress::frontier::MutableAntichain<u64>, output: &Sender<Output>) {
+    fn flush(
+        &mut self,
+        frontier: &timely::progress::frontier::MutableAntichain<u64>,
+        output: &Sender<Output>,
+    ) {
         while let Some(entry) = self.stash.first_entry() {
             if frontier.less_equal(entry.key()) {
                 break;
@@ -188,5 +206,11 @@ impl Collector {
 }
 
 fn order_key(finding: &Finding) -> impl Ord + '_ {
-    (finding.phase, &finding.window.end, &finding.rule_id, finding.key().1, &finding.window.start)
+    (
+        finding.phase,
+        &finding.window.end,
+        &finding.rule_id,
+        finding.key().1,
+        &finding.window.start,
+    )
 }

@@ -59,7 +59,9 @@ impl DeadLetter {
         let cut = raw.len().min(MAX_RAW_BYTES);
         let mut text = String::from_utf8_lossy(&raw[..cut]).into_owned();
         // A multi-byte character cut in two decodes as a trailing U+FFFD: drop it.
-        if cut < raw.len() && text.ends_with('\u{FFFD}') && std::str::from_utf8(&raw[..cut]).is_err()
+        if cut < raw.len()
+            && text.ends_with('\u{FFFD}')
+            && std::str::from_utf8(&raw[..cut]).is_err()
         {
             text.pop();
         }

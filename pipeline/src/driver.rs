@@ -219,8 +219,14 @@ impl<'a> Feeder<'a> {
         counters: &'a Counters,
         output: Sender<Output>,
     ) -> Feeder<'a> {
-        let clocks =
-            partitions.iter().map(|_| Clock { max_seen: None, finished: false, idle: false }).collect();
+        let clocks = partitions
+            .iter()
+            .map(|_| Clock {
+                max_seen: None,
+                finished: false,
+                idle: false,
+            })
+            .collect();
         Feeder {
             partitions,
             clocks,
@@ -284,19 +290,31 @@ impl<'a> Feeder<'a> {
     /// Returns the unfinished partitions, the one with the lowest watermark first, so partitions
     /// advance together in event time and none holds windows open longer than it must.
     fn read_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.clocks.len()).filter(|i| !self.clocks[*i].finished).collect();
+        let mut order: Vec<usize> = (0..self.clocks.len())
+            .filter(|i| !self.clocks[*i].finished)
+            .collect();
         order.sort_by_key(|i| {
             let clock = &self.clocks[*i];
-            (clock.idle, clock.watermark(self.lateness).unwrap_or(i64::MIN), *i)
+            (
+                clock.idle,
+                clock.watermark(self.lateness).unwrap_or(i64::MIN),
+                *i,
+            )
         });
         order
     }
 
     fn send_batch(&mut self, p: usize, input: &mut EventInput) {
         let counters = self.counters;
-        counters.records.fetch_add(self.batch.records, Ordering::Relaxed);
-        counters.decoded.fetch_add(self.batch.events.len() as u64, Ordering::Relaxed);
-        counters.dead_lettered.fetch_add(self.batch.dead_letters.len() as u64, Ordering::Relaxed);
+        counters
+            .records
+            .fetch_add(self.batch.records, Ordering::Relaxed);
+        counters
+            .decoded
+            .fetch_add(self.batch.events.len() as u64, Ordering::Relaxed);
+        counters
+            .dead_lettered
+            .fetch_add(self.batch.dead_letters.len() as u64, Ordering::Relaxed);
         for letter in self.batch.dead_letters.drain(..) {
             let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
         }
@@ -304,14 +322,21 @@ impl<'a> Feeder<'a> {
         let input_time = *input.time() as i64;
         for (event, position) in self.batch.events.drain(..) {
             let clock = &mut self.clocks[p];
-            let floor = clock.watermark(self.lateness).unwrap_or(i64::MIN).max(input_time);
+            let floor = clock
+                .watermark(self.lateness)
+                .unwrap_or(i64::MIN)
+                .max(input_time);
             if event.time_ms < floor {
                 counters.late.fetch_add(1, Ordering::Relaxed);
                 let letter = late_letter(self.partitions[p].name(), position, &event, floor);
                 let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
                 continue;
             }
-            clock.max_seen = Some(clock.max_seen.map_or(event.time_ms, |t| t.max(event.time_ms)));
+            clock.max_seen = Some(
+                clock
+                    .max_seen
+                    .map_or(event.time_ms, |t| t.max(event.time_ms)),
+            );
             input.send(event);
         }
     }
@@ -322,7 +347,9 @@ impl<'a> Feeder<'a> {
         let open = || self.clocks.iter().filter(|c| !c.finished);
         let active = open().filter(|c| !c.idle);
         let least = |clocks: &mut dyn Iterator<Item = &Clock>| {
-            clocks.map(|c| c.watermark(self.lateness).unwrap_or(0)).min()
+            clocks
+                .map(|c| c.watermark(self.lateness).unwrap_or(0))
+                .min()
         };
         let time = match least(&mut active.clone()) {
             Some(t) => t,

@@ -123,7 +123,12 @@ impl Finding {
     /// Returns the identity of the reported window: rule, group, window start and phase.
     pub fn key(&self) -> (String, String, String, Phase) {
         let group = serde_json::to_string(&self.group).expect("a JSON map always serializes");
-        (self.rule_id.clone(), group, self.window.start.clone(), self.phase)
+        (
+            self.rule_id.clone(),
+            group,
+            self.window.start.clone(),
+            self.phase,
+        )
     }
 }
 

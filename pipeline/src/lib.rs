@@ -12,5 +12,7 @@ pub mod finding;
 pub mod window;
 
 pub use dead_letter::{DeadLetter, Position, Reason};
-pub use driver::{run, Output, PartitionReader, ReadBatch, ReadStatus, ReaderFactory, RunCounts, RunOptions};
+pub use driver::{
+    run, Output, PartitionReader, ReadBatch, ReadStatus, ReaderFactory, RunCounts, RunOptions,
+};
 pub use finding::{Finding, Phase};

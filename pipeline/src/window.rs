@@ -54,7 +54,9 @@ pub enum HitValue {
 /// Evaluates every rule against an event and appends the hits.
 pub fn hits_of(rules: &[Rule], event: &ApiEvent, out: &mut Vec<Hit>) {
     for (index, rule) in rules.iter().enumerate() {
-        let Some(contribution) = rule.evaluate(event) else { continue };
+        let Some(contribution) = rule.evaluate(event) else {
+            continue;
+        };
         let (value, matched) = match contribution {
             Contribution::Count => (HitValue::Count, None),
             Contribution::Value(v) => (HitValue::Value(v), None),
@@ -68,7 +70,12 @@ pub fn hits_of(rules: &[Rule], event: &ApiEvent, out: &mut Vec<Hit>) {
                     field: m.field.to_string(),
                     excerpt: m.excerpt,
                 };
-                (HitValue::Signature { pattern: m.pattern as u32 }, Some(evidence))
+                (
+                    HitValue::Signature {
+                        pattern: m.pattern as u32,
+                    },
+                    Some(evidence),
+                )
             }
         };
         let counts = !matches!(value, HitValue::Ratio { matched: false });
@@ -150,9 +157,11 @@ impl WindowState {
         match detection {
             Detection::Threshold { count } => self.count >= *count,
             Detection::Distinct { count, .. } => self.values.len() as u64 >= *count,
-            Detection::Ratio { min_ratio, min_events, .. } => {
-                self.total >= *min_events && self.count as f64 >= *min_ratio * self.total as f64
-            }
+            Detection::Ratio {
+                min_ratio,
+                min_events,
+                ..
+            } => self.total >= *min_events && self.count as f64 >= *min_ratio * self.total as f64,
             Detection::Signature { min_count, .. } => self.count >= *min_count,
         }
     }
@@ -161,7 +170,9 @@ impl WindowState {
 /// Inserts `evidence` into the sorted sample if it is among the `max` earliest.
 fn keep_earliest(sample: &mut Vec<Evidence>, evidence: &Evidence, max: usize) {
     if sample.len() == max
-        && sample.last().is_some_and(|last| last.sort_key() <= evidence.sort_key())
+        && sample
+            .last()
+            .is_some_and(|last| last.sort_key() <= evidence.sort_key())
     {
         return;
     }
@@ -186,7 +197,11 @@ pub struct WindowStore {
 impl WindowStore {
     /// Creates an empty store for the rules that produced the hits.
     pub fn new(rules: Arc<[Rule]>) -> WindowStore {
-        WindowStore { rules, windows: FxHashMap::default(), closing: BTreeMap::new() }
+        WindowStore {
+            rules,
+            windows: FxHashMap::default(),
+            closing: BTreeMap::new(),
+        }
     }
 
     /// Adds a hit to each window it falls in. Pushes onto `early` each window whose condition
@@ -198,12 +213,14 @@ impl WindowStore {
         for start in rule.window.starts(hit.time_ms) {
             let state = windows.entry(start).or_insert_with(|| {
                 let end = start + rule.window.size_ms as i64;
-                self.closing.entry(end).or_default().push((hit.rule, hit.group.clone()));
+                self.closing
+                    .entry(end)
+                    .or_default()
+                    .push((hit.rule, hit.group.clone()));
                 WindowState::default()
             });
             state.add(&hit, rule.max_evidence);
-            if !state.fired_early && fires_early(&rule.detection) && state.holds(&rule.detection)
-            {
+            if !state.fired_early && fires_early(&rule.detection) && state.holds(&rule.detection) {
                 state.fired_early = true;
                 early.push(((hit.rule, hit.group.clone()), start));
             }
@@ -233,8 +250,12 @@ impl WindowStore {
             for key in keys {
                 let rule = &self.rules[key.0 as usize];
                 let start = end - rule.window.size_ms as i64;
-                let Some(windows) = self.windows.get_mut(&key) else { continue };
-                let Some(state) = windows.remove(&start) else { continue };
+                let Some(windows) = self.windows.get_mut(&key) else {
+                    continue;
+                };
+                let Some(state) = windows.remove(&start) else {
+                    continue;
+                };
                 let now_empty = windows.is_empty();
                 if state.holds(&rule.detection) {
                     out.push(self.finding(&key, start, &state, Phase::Final));
@@ -258,20 +279,29 @@ impl WindowStore {
             .iter()
             .zip(&key.1)
             .map(|(field, value)| {
-                let value = value.clone().map_or(serde_json::Value::Null, serde_json::Value::String);
+                let value = value
+                    .clone()
+                    .map_or(serde_json::Value::Null, serde_json::Value::String);
                 (field.to_string(), value)
             })
             .collect();
         let (distinct, ratio, total, patterns) = match &rule.detection {
             Detection::Distinct { .. } => (Some(state.values.len() as u64), None, None, None),
             Detection::Ratio { .. } => {
-                let ratio = if state.total == 0 { 0.0 } else { state.count as f64 / state.total as f64 };
+                let ratio = if state.total == 0 {
+                    0.0
+                } else {
+                    state.count as f64 / state.total as f64
+                };
                 (None, Some(round4(ratio)), Some(state.total), None)
             }
             Detection::Signature { signature, .. } => {
                 let names = signature.names();
-                let patterns =
-                    state.patterns.iter().map(|(i, n)| (names[*i as usize].clone(), *n)).collect();
+                let patterns = state
+                    .patterns
+                    .iter()
+                    .map(|(i, n)| (names[*i as usize].clone(), *n))
+                    .collect();
                 (None, None, None, Some(patterns))
             }
             Detection::Threshold { .. } => (None, None, None, None),
@@ -312,7 +342,11 @@ pub fn condition_text(detection: &Detection) -> String {
     match detection {
         Detection::Threshold { count } => format!("count >= {count}"),
         Detection::Distinct { field, count } => format!("distinct {field} >= {count}"),
-        Detection::Ratio { min_ratio, min_events, .. } => {
+        Detection::Ratio {
+            min_ratio,
+            min_events,
+            ..
+        } => {
             format!("ratio >= {min_ratio} of at least {min_events} events")
         }
         Detection::Signature { min_count, .. } => format!("signature matches >= {min_count}"),

@@ -84,9 +84,16 @@ pub enum Detection {
     Distinct { field: Field, count: u64 },
     /// Fires when matching events are at least `min_ratio` of the events of `of`, given at
     /// least `min_events` of those.
-    Ratio { of: Matcher, min_ratio: f64, min_events: u64 },
+    Ratio {
+        of: Matcher,
+        min_ratio: f64,
+        min_events: u64,
+    },
     /// Fires at `min_count` events that match a pattern.
-    Signature { signature: Signature, min_count: u64 },
+    Signature {
+        signature: Signature,
+        min_count: u64,
+    },
 }
 
 impl Detection {
@@ -127,7 +134,11 @@ pub struct RuleIssue {
 
 impl RuleIssue {
     fn new(field: impl Into<String>, message: impl Into<String>, example: &str) -> RuleIssue {
-        RuleIssue { field: field.into(), message: message.into(), example: example.to_string() }
+        RuleIssue {
+            field: field.into(),
+            message: message.into(),
+            example: example.to_string(),
+        }
     }
 }
 
@@ -144,7 +155,11 @@ impl Rule {
     pub fn compile(spec: &RuleSpec) -> Result<Rule, RuleIssue> {
         check_id(&spec.id)?;
         if spec.title.trim().is_empty() {
-            return Err(RuleIssue::new("title", "title is empty", "title: Login failures"));
+            return Err(RuleIssue::new(
+                "title",
+                "title is empty",
+                "title: Login failures",
+            ));
         }
         if spec.stages.is_empty() {
             return Err(RuleIssue::new(
@@ -198,18 +213,24 @@ impl Rule {
     /// Returns what the event contributes to this rule, or `None` when it does not count.
     pub fn evaluate(&self, event: &ApiEvent) -> Option<Contribution> {
         match &self.detection {
-            Detection::Threshold { .. } => self.filter.matches(event).then_some(Contribution::Count),
+            Detection::Threshold { .. } => {
+                self.filter.matches(event).then_some(Contribution::Count)
+            }
             Detection::Distinct { field, .. } => {
                 if !self.filter.matches(event) {
                     return None;
                 }
-                event.text(field).map(|v| Contribution::Value(v.into_owned()))
+                event
+                    .text(field)
+                    .map(|v| Contribution::Value(v.into_owned()))
             }
             Detection::Ratio { of, .. } => {
                 if !of.matches(event) {
                     return None;
                 }
-                Some(Contribution::Ratio { matched: self.filter.matches(event) })
+                Some(Contribution::Ratio {
+                    matched: self.filter.matches(event),
+                })
             }
             Detection::Signature { signature, .. } => {
                 if !self.filter.matches(event) {
@@ -223,7 +244,10 @@ impl Rule {
     /// Returns the group key of an event: the value of each `group_by` field, `None` where
     /// the event lacks it.
     pub fn group_key(&self, event: &ApiEvent) -> Vec<Option<String>> {
-        self.group_by.iter().map(|f| event.text(f).map(|v| v.into_owned())).collect()
+        self.group_by
+            .iter()
+            .map(|f| event.text(f).map(|v| v.into_owned()))
+            .collect()
     }
 
     /// Returns every field the rule reads, sorted and without repeats.
@@ -245,7 +269,9 @@ impl Rule {
 fn check_id(id: &str) -> Result<(), RuleIssue> {
     let valid = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-');
     if valid {
         Ok(())
@@ -288,7 +314,11 @@ fn compile_window(spec: &RuleSpec) -> Result<Window, RuleIssue> {
     }
     if slide_ms < MIN_SLIDE_MS {
         return Err(RuleIssue::new(
-            if spec.window.slide.is_some() { "window.slide" } else { "window.size" },
+            if spec.window.slide.is_some() {
+                "window.slide"
+            } else {
+                "window.size"
+            },
             format!("slide of {slide_ms}ms is shorter than the minimum of 1s"),
             EXAMPLE,
         ));
@@ -334,14 +364,26 @@ fn compile_detection(spec: &RuleSpec) -> Result<Detection, RuleIssue> {
             "rule has no detection: add one of `threshold`, `distinct`, `ratio` or `signature`"
                 .to_string()
         } else {
-            format!("rule has {} detections ({}); keep exactly one", given.len(), given.join(", "))
+            format!(
+                "rule has {} detections ({}); keep exactly one",
+                given.len(),
+                given.join(", ")
+            )
         };
-        return Err(RuleIssue::new(given.get(1).copied().unwrap_or("threshold"), message, DETECTION_EXAMPLE));
+        return Err(RuleIssue::new(
+            given.get(1).copied().unwrap_or("threshold"),
+            message,
+            DETECTION_EXAMPLE,
+        ));
     }
 
     if let Some(t) = &spec.threshold {
         if t.count == 0 {
-            return Err(RuleIssue::new("threshold.count", "count must be at least 1", DETECTION_EXAMPLE));
+            return Err(RuleIssue::new(
+                "threshold.count",
+                "count must be at least 1",
+                DETECTION_EXAMPLE,
+            ));
         }
         return Ok(Detection::Threshold { count: t.count });
     }
@@ -349,9 +391,16 @@ fn compile_detection(spec: &RuleSpec) -> Result<Detection, RuleIssue> {
         const EXAMPLE: &str = "distinct: {field: path, count: 25}";
         let field = parse_field(&d.field, "distinct.field", EXAMPLE)?;
         if d.count == 0 {
-            return Err(RuleIssue::new("distinct.count", "count must be at least 1", EXAMPLE));
+            return Err(RuleIssue::new(
+                "distinct.count",
+                "count must be at least 1",
+                EXAMPLE,
+            ));
         }
-        return Ok(Detection::Distinct { field, count: d.count });
+        return Ok(Detection::Distinct {
+            field,
+            count: d.count,
+        });
     }
     if let Some(r) = &spec.ratio {
         const EXAMPLE: &str = "ratio: {min_ratio: 0.2, min_events: 50}";
@@ -363,15 +412,26 @@ fn compile_detection(spec: &RuleSpec) -> Result<Detection, RuleIssue> {
             ));
         }
         if r.min_events == 0 {
-            return Err(RuleIssue::new("ratio.min_events", "min_events must be at least 1", EXAMPLE));
+            return Err(RuleIssue::new(
+                "ratio.min_events",
+                "min_events must be at least 1",
+                EXAMPLE,
+            ));
         }
         let of = match &r.of {
             Some(m) => Matcher::compile(m, "ratio.of").map_err(match_issue)?,
             None => Matcher::default(),
         };
-        return Ok(Detection::Ratio { of, min_ratio: r.min_ratio, min_events: r.min_events });
+        return Ok(Detection::Ratio {
+            of,
+            min_ratio: r.min_ratio,
+            min_events: r.min_events,
+        });
     }
-    let s = spec.signature.as_ref().expect("exactly one detection is present");
+    let s = spec
+        .signature
+        .as_ref()
+        .expect("exactly one detection is present");
     compile_signature(s)
 }
 
@@ -379,13 +439,25 @@ fn compile_signature(s: &crate::schema::SignatureSpec) -> Result<Detection, Rule
     const EXAMPLE: &str =
         "signature: {fields: [path, query], patterns: [{name: traversal, regex: '\\.\\./'}]}";
     if s.patterns.is_empty() {
-        return Err(RuleIssue::new("signature.patterns", "list at least one pattern", EXAMPLE));
+        return Err(RuleIssue::new(
+            "signature.patterns",
+            "list at least one pattern",
+            EXAMPLE,
+        ));
     }
     if s.fields.is_empty() {
-        return Err(RuleIssue::new("signature.fields", "list at least one field", EXAMPLE));
+        return Err(RuleIssue::new(
+            "signature.fields",
+            "list at least one field",
+            EXAMPLE,
+        ));
     }
     if s.min_count == 0 {
-        return Err(RuleIssue::new("signature.min_count", "min_count must be at least 1", EXAMPLE));
+        return Err(RuleIssue::new(
+            "signature.min_count",
+            "min_count must be at least 1",
+            EXAMPLE,
+        ));
     }
     let fields = s
         .fields
@@ -403,8 +475,11 @@ fn compile_signature(s: &crate::schema::SignatureSpec) -> Result<Detection, Rule
             ));
         }
     }
-    let patterns: Vec<(String, String)> =
-        s.patterns.iter().map(|p| (p.name.clone(), p.regex.clone())).collect();
+    let patterns: Vec<(String, String)> = s
+        .patterns
+        .iter()
+        .map(|p| (p.name.clone(), p.regex.clone()))
+        .collect();
     let signature = Signature::new(fields, &patterns).map_err(|(i, err)| {
         RuleIssue::new(
             format!("signature.patterns[{i}].regex"),
@@ -412,7 +487,10 @@ fn compile_signature(s: &crate::schema::SignatureSpec) -> Result<Detection, Rule
             EXAMPLE,
         )
     })?;
-    Ok(Detection::Signature { signature, min_count: s.min_count })
+    Ok(Detection::Signature {
+        signature,
+        min_count: s.min_count,
+    })
 }
 
 #[cfg(test)]
@@ -428,26 +506,44 @@ mod tests {
 
     #[test]
     fn window_starts_cover_event() {
-        let w = Window { size_ms: 600_000, slide_ms: 60_000 };
+        let w = Window {
+            size_ms: 600_000,
+            slide_ms: 60_000,
+        };
         let starts: Vec<i64> = w.starts(125_000).collect();
         assert_eq!(starts.len(), 10);
         assert_eq!(starts[0], 120_000 - 540_000);
         assert_eq!(starts[9], 120_000);
-        let tumbling = Window { size_ms: 60_000, slide_ms: 60_000 };
+        let tumbling = Window {
+            size_ms: 60_000,
+            slide_ms: 60_000,
+        };
         assert_eq!(tumbling.starts(-1).collect::<Vec<_>>(), vec![-60_000]);
     }
 
     #[test]
     fn compile_threshold_rule() {
-        let rule = compile(&format!("{BASE}window: {{size: 5m}}\ngroup_by: [client]\nthreshold: {{count: 3}}\n")).unwrap();
-        assert_eq!(rule.window, Window { size_ms: 300_000, slide_ms: 300_000 });
+        let rule = compile(&format!(
+            "{BASE}window: {{size: 5m}}\ngroup_by: [client]\nthreshold: {{count: 3}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            rule.window,
+            Window {
+                size_ms: 300_000,
+                slide_ms: 300_000
+            }
+        );
         assert_eq!(rule.group_by, vec![Field::Client]);
         assert_eq!(rule.detection.kind(), "threshold");
     }
 
     #[test]
     fn compile_rejects_slide_not_dividing_size() {
-        let err = compile(&format!("{BASE}window: {{size: 5m, slide: 2m}}\nthreshold: {{count: 3}}\n")).unwrap_err();
+        let err = compile(&format!(
+            "{BASE}window: {{size: 5m, slide: 2m}}\nthreshold: {{count: 3}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.field, "window.slide");
         assert_eq!(err.message, "window size 5m is not a multiple of slide 2m");
     }
@@ -455,33 +551,64 @@ mod tests {
     #[test]
     fn compile_rejects_two_detections_and_none() {
         let err = compile(&format!("{BASE}window: {{size: 5m}}\nthreshold: {{count: 3}}\ndistinct: {{field: path, count: 3}}\n")).unwrap_err();
-        assert_eq!(err.message, "rule has 2 detections (threshold, distinct); keep exactly one");
+        assert_eq!(
+            err.message,
+            "rule has 2 detections (threshold, distinct); keep exactly one"
+        );
         let err = compile(&format!("{BASE}window: {{size: 5m}}\n")).unwrap_err();
-        assert!(err.message.starts_with("rule has no detection"), "{}", err.message);
+        assert!(
+            err.message.starts_with("rule has no detection"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn compile_rejects_unknown_group_field() {
-        let err = compile(&format!("{BASE}window: {{size: 5m}}\ngroup_by: [ip]\nthreshold: {{count: 3}}\n")).unwrap_err();
+        let err = compile(&format!(
+            "{BASE}window: {{size: 5m}}\ngroup_by: [ip]\nthreshold: {{count: 3}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.field, "group_by[0]");
-        assert!(err.message.starts_with("unknown event field `ip`"), "{}", err.message);
+        assert!(
+            err.message.starts_with("unknown event field `ip`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn compile_rejects_bad_id_and_ratio() {
         let err = compile("id: Bad_Id\ntitle: T\nseverity: low\nstages: [test]\nwindow: {size: 1m}\nthreshold: {count: 1}\n").unwrap_err();
         assert_eq!(err.field, "id");
-        let err = compile(&format!("{BASE}window: {{size: 5m}}\nratio: {{min_ratio: 1.5, min_events: 5}}\n")).unwrap_err();
+        let err = compile(&format!(
+            "{BASE}window: {{size: 5m}}\nratio: {{min_ratio: 1.5, min_events: 5}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.message, "min_ratio 1.5 is outside (0, 1]");
     }
 
     #[test]
     fn evaluate_ratio_counts_denominator() {
         let rule = compile(&format!("{BASE}window: {{size: 5m}}\nmatch: {{status: 5xx}}\nratio: {{min_ratio: 0.5, min_events: 2, of: {{method: GET}}}}\n")).unwrap();
-        let get = |status| ApiEvent { method: "GET".into(), status: Some(status), ..Default::default() };
-        assert_eq!(rule.evaluate(&get(500)), Some(Contribution::Ratio { matched: true }));
-        assert_eq!(rule.evaluate(&get(200)), Some(Contribution::Ratio { matched: false }));
-        let post = ApiEvent { method: "POST".into(), status: Some(500), ..Default::default() };
+        let get = |status| ApiEvent {
+            method: "GET".into(),
+            status: Some(status),
+            ..Default::default()
+        };
+        assert_eq!(
+            rule.evaluate(&get(500)),
+            Some(Contribution::Ratio { matched: true })
+        );
+        assert_eq!(
+            rule.evaluate(&get(200)),
+            Some(Contribution::Ratio { matched: false })
+        );
+        let post = ApiEvent {
+            method: "POST".into(),
+            status: Some(500),
+            ..Default::default()
+        };
         assert_eq!(rule.evaluate(&post), None);
     }
 }

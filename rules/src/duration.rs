@@ -26,9 +26,13 @@ impl FromStr for HumanDuration {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
-        let value: u64 = digits.parse().map_err(|_| DurationError(text.to_string()))?;
+        let value: u64 = digits
+            .parse()
+            .map_err(|_| DurationError(text.to_string()))?;
         let scale = match unit.trim() {
             "ms" => 1,
             "s" => 1_000,
@@ -37,14 +41,22 @@ impl FromStr for HumanDuration {
             "d" => 86_400_000,
             _ => return Err(DurationError(text.to_string())),
         };
-        value.checked_mul(scale).map(HumanDuration).ok_or_else(|| DurationError(text.to_string()))
+        value
+            .checked_mul(scale)
+            .map(HumanDuration)
+            .ok_or_else(|| DurationError(text.to_string()))
     }
 }
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
-        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
         for (scale, unit) in units {
             if ms >= scale && ms % scale == 0 {
                 return write!(f, "{}{unit}", ms / scale);

@@ -107,7 +107,10 @@ fn non_empty(s: &str) -> Option<&str> {
 }
 
 fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A field of [`ApiEvent`] as rules name it: `status`, `user_agent`, `label.env`,
@@ -232,14 +235,20 @@ mod tests {
             assert_eq!(field.to_string(), *name);
         }
         assert_eq!(Field::parse("label.env"), Some(Field::Label("env".into())));
-        assert_eq!(Field::parse("header.X-Api-Key"), Some(Field::Header("x-api-key".into())));
+        assert_eq!(
+            Field::parse("header.X-Api-Key"),
+            Some(Field::Header("x-api-key".into()))
+        );
         assert_eq!(Field::parse("label."), None);
         assert_eq!(Field::parse("stauts"), None);
     }
 
     #[test]
     fn text_of_missing_fields_is_none() {
-        let event = ApiEvent { status: Some(404), ..Default::default() };
+        let event = ApiEvent {
+            status: Some(404),
+            ..Default::default()
+        };
         assert_eq!(event.text(&Field::Status).as_deref(), Some("404"));
         assert_eq!(event.text(&Field::Client), None);
         assert_eq!(event.text(&Field::UserAgent), None);

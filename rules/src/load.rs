@@ -92,7 +92,7 @@ impl RuleSet {
         let mut errors = Vec::new();
         for path in paths {
             if let Err(err) = collect_files(path, &mut files) {
-                errors.push(err);
+                errors.push(*err);
             }
         }
         if files.is_empty() && errors.is_empty() {
@@ -186,7 +186,10 @@ impl RuleSet {
             let line = first_content_line(doc.text) + doc.first_line;
             match Rule::compile(&spec) {
                 Ok(rule) => {
-                    let origin = Origin { file: file.to_path_buf(), line };
+                    let origin = Origin {
+                        file: file.to_path_buf(),
+                        line,
+                    };
                     if let Some(i) = self.rules.iter().position(|r| r.id == rule.id) {
                         errors.push(duplicate_error(&origin, &rule.id, &self.origins[i]));
                         continue;
@@ -215,14 +218,16 @@ fn duplicate_error(origin: &Origin, id: &str, first: &Origin) -> LoadError {
     }
 }
 
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io_error = |err: std::io::Error| LoadError {
-        file: path.to_path_buf(),
-        line: None,
-        rule_id: None,
-        field: None,
-        message: format!("failed to read rules path: {err}"),
-        example: None,
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Box<LoadError>> {
+    let io_error = |err: std::io::Error| {
+        Box::new(LoadError {
+            file: path.to_path_buf(),
+            line: None,
+            rule_id: None,
+            field: None,
+            message: format!("failed to read rules path: {err}"),
+            example: None,
+        })
     };
     let meta = std::fs::metadata(path).map_err(io_error)?;
     if meta.is_file() {
@@ -237,7 +242,10 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError>
     for entry in entries {
         if entry.is_dir() {
             collect_files(&entry, files)?;
-        } else if matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             files.push(entry);
         }
     }
@@ -259,13 +267,19 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
         let bare = line.trim_end();
         let is_separator = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
         if is_separator {
-            docs.push(Document { text: &text[start..offset], first_line: start_line });
+            docs.push(Document {
+                text: &text[start..offset],
+                first_line: start_line,
+            });
             start = offset + line.len();
             start_line = i + 1;
         }
         offset += line.len();
     }
-    docs.push(Document { text: &text[start..], first_line: start_line });
+    docs.push(Document {
+        text: &text[start..],
+        first_line: start_line,
+    });
     docs
 }
 
@@ -320,7 +334,11 @@ fn unknown_field_hint(message: &str) -> (Option<String>, Option<&'static str>) {
     let expected: Vec<&str> = rest
         .split("expected one of ")
         .nth(1)
-        .map(|list| list.split(", ").map(|s| s.trim_matches(|c| c == '`' || c == ' ')).collect())
+        .map(|list| {
+            list.split(", ")
+                .map(|s| s.trim_matches(|c| c == '`' || c == ' '))
+                .collect()
+        })
         .unwrap_or_default();
     let hint = RULE_FIELDS
         .iter()
@@ -380,7 +398,11 @@ fn locate_field(text: &str, path: &str) -> usize {
             .split('[')
             .nth(1)
             .and_then(|i| i.trim_end_matches(']').parse::<usize>().ok());
-        let found = lines.iter().enumerate().skip(from).find(|(_, l)| contains_key(l, key));
+        let found = lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, l)| contains_key(l, key));
         match found {
             Some((i, _)) => {
                 line = i;
@@ -451,15 +473,26 @@ threshold: {count: 5}
 
     #[test]
     fn misspelt_field_names_line_and_hint() {
-        let text = format!("{GOOD}---\n{}", GOOD.replace("burst", "b2").replace("window:", "windw:"));
+        let text = format!(
+            "{GOOD}---\n{}",
+            GOOD.replace("burst", "b2").replace("window:", "windw:")
+        );
         let errors = load(&text).unwrap_err().0;
         assert_eq!(errors.len(), 1);
         let err = &errors[0];
         assert_eq!(err.line, Some(14));
         assert_eq!(err.field.as_deref(), Some("windw"));
         assert_eq!(err.rule_id.as_deref(), Some("b2"));
-        assert!(err.message.contains("did you mean `window`?"), "{}", err.message);
-        assert!(err.to_string().starts_with("pack.yaml:14: rule `b2`: field `windw`: unknown field `windw`"), "{err}");
+        assert!(
+            err.message.contains("did you mean `window`?"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.to_string()
+                .starts_with("pack.yaml:14: rule `b2`: field `windw`: unknown field `windw`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -468,7 +501,11 @@ threshold: {count: 5}
         let err = &load(&text).unwrap_err().0[0];
         assert_eq!(err.line, Some(6));
         assert_eq!(err.field.as_deref(), Some("stauts"));
-        assert!(err.message.contains("did you mean `status`?"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `status`?"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -477,7 +514,10 @@ threshold: {count: 5}
         let err = &load(&text).unwrap_err().0[0];
         assert_eq!(err.field.as_deref(), Some("window.slide"));
         assert_eq!(err.line, Some(8));
-        assert_eq!(err.example.as_deref(), Some("window: {size: 10m, slide: 1m}"));
+        assert_eq!(
+            err.example.as_deref(),
+            Some("window: {size: 10m, slide: 1m}")
+        );
     }
 
     #[test]
@@ -485,7 +525,10 @@ threshold: {count: 5}
         let text = format!("{GOOD}---\n{GOOD}");
         let err = &load(&text).unwrap_err().0[0];
         assert_eq!(err.line, Some(9));
-        assert_eq!(err.message, "id is already used at pack.yaml:1; ids must be unique");
+        assert_eq!(
+            err.message,
+            "id is already used at pack.yaml:1; ids must be unique"
+        );
     }
 
     #[test]

@@ -25,10 +25,22 @@ enum Condition {
 
 #[derive(Debug, Clone)]
 enum TextTest {
-    OneOf { values: Vec<String>, ignore_case: bool },
-    Prefix { values: Vec<String>, ignore_case: bool },
-    Suffix { values: Vec<String>, ignore_case: bool },
-    Contains { values: Vec<String>, ignore_case: bool },
+    OneOf {
+        values: Vec<String>,
+        ignore_case: bool,
+    },
+    Prefix {
+        values: Vec<String>,
+        ignore_case: bool,
+    },
+    Suffix {
+        values: Vec<String>,
+        ignore_case: bool,
+    },
+    Contains {
+        values: Vec<String>,
+        ignore_case: bool,
+    },
     Regex(Regex),
     Exists(bool),
 }
@@ -36,7 +48,12 @@ enum TextTest {
 #[derive(Debug, Clone)]
 enum NumTest {
     OneOf(Vec<f64>),
-    Range { min: f64, min_inclusive: bool, max: f64, max_inclusive: bool },
+    Range {
+        min: f64,
+        min_inclusive: bool,
+        max: f64,
+        max_inclusive: bool,
+    },
     Exists(bool),
 }
 
@@ -88,7 +105,10 @@ impl Matcher {
         }
         for (name, cond) in &spec.labels {
             let at = format!("{path}.labels.{name}");
-            conditions.push((Field::Label(name.clone()), Condition::Text(compile_text(cond, &at)?)));
+            conditions.push((
+                Field::Label(name.clone()),
+                Condition::Text(compile_text(cond, &at)?),
+            ));
         }
         for (name, cond) in &spec.headers {
             let at = format!("{path}.headers.{name}");
@@ -106,7 +126,11 @@ impl Matcher {
             Some(sub) => Some(Box::new(Matcher::compile(sub, &format!("{path}.not"))?)),
             None => None,
         };
-        Ok(Matcher { conditions, any, not })
+        Ok(Matcher {
+            conditions,
+            any,
+            not,
+        })
     }
 
     /// Returns true when the event satisfies the expression.
@@ -149,10 +173,16 @@ const NUMBER_EXAMPLE: &str = "status: {gte: 500, lt: 600}   # or: status: 5xx, s
 fn compile_text(cond: &TextCond, path: &str) -> Result<Vec<TextTest>, MatchError> {
     let ops = match cond {
         TextCond::Equals(v) => {
-            return Ok(vec![TextTest::OneOf { values: vec![v.clone()], ignore_case: false }])
+            return Ok(vec![TextTest::OneOf {
+                values: vec![v.clone()],
+                ignore_case: false,
+            }])
         }
         TextCond::In(values) => {
-            return Ok(vec![TextTest::OneOf { values: values.clone(), ignore_case: false }])
+            return Ok(vec![TextTest::OneOf {
+                values: values.clone(),
+                ignore_case: false,
+            }])
         }
         TextCond::Ops(ops) => ops,
     };
@@ -167,19 +197,34 @@ fn compile_text(cond: &TextCond, path: &str) -> Result<Vec<TextTest>, MatchError
 
     let mut tests = Vec::new();
     if let Some(v) = &ops.equals {
-        tests.push(TextTest::OneOf { values: fold(vec![v.clone()]), ignore_case });
+        tests.push(TextTest::OneOf {
+            values: fold(vec![v.clone()]),
+            ignore_case,
+        });
     }
     if let Some(values) = &ops.one_of {
-        tests.push(TextTest::OneOf { values: fold(values.clone()), ignore_case });
+        tests.push(TextTest::OneOf {
+            values: fold(values.clone()),
+            ignore_case,
+        });
     }
     if let Some(v) = &ops.prefix {
-        tests.push(TextTest::Prefix { values: fold(v.clone().into_vec()), ignore_case });
+        tests.push(TextTest::Prefix {
+            values: fold(v.clone().into_vec()),
+            ignore_case,
+        });
     }
     if let Some(v) = &ops.suffix {
-        tests.push(TextTest::Suffix { values: fold(v.clone().into_vec()), ignore_case });
+        tests.push(TextTest::Suffix {
+            values: fold(v.clone().into_vec()),
+            ignore_case,
+        });
     }
     if let Some(v) = &ops.contains {
-        tests.push(TextTest::Contains { values: fold(v.clone().into_vec()), ignore_case });
+        tests.push(TextTest::Contains {
+            values: fold(v.clone().into_vec()),
+            ignore_case,
+        });
     }
     if let Some(pattern) = &ops.regex {
         let regex = Regex::new(pattern).map_err(|err| MatchError {
@@ -217,11 +262,22 @@ fn compile_number(cond: &NumCond, path: &str) -> Result<Vec<NumTest>, MatchError
         tests.push(NumTest::OneOf(values.clone()));
     }
     let bounds = [(ops.gt, false), (ops.gte, true)];
-    for (min, min_inclusive) in bounds.into_iter().filter_map(|(v, inc)| v.map(|v| (v, inc))) {
-        tests.push(NumTest::Range { min, min_inclusive, max: f64::INFINITY, max_inclusive: true });
+    for (min, min_inclusive) in bounds
+        .into_iter()
+        .filter_map(|(v, inc)| v.map(|v| (v, inc)))
+    {
+        tests.push(NumTest::Range {
+            min,
+            min_inclusive,
+            max: f64::INFINITY,
+            max_inclusive: true,
+        });
     }
     let bounds = [(ops.lt, false), (ops.lte, true)];
-    for (max, max_inclusive) in bounds.into_iter().filter_map(|(v, inc)| v.map(|v| (v, inc))) {
+    for (max, max_inclusive) in bounds
+        .into_iter()
+        .filter_map(|(v, inc)| v.map(|v| (v, inc)))
+    {
         tests.push(NumTest::Range {
             min: f64::NEG_INFINITY,
             min_inclusive: true,
@@ -255,7 +311,12 @@ fn parse_status_class(class: &str, path: &str) -> Result<NumTest, MatchError> {
         });
     }
     let min = f64::from(bytes[0] - b'0') * 100.0;
-    Ok(NumTest::Range { min, min_inclusive: true, max: min + 100.0, max_inclusive: false })
+    Ok(NumTest::Range {
+        min,
+        min_inclusive: true,
+        max: min + 100.0,
+        max_inclusive: false,
+    })
 }
 
 impl TextTest {
@@ -271,19 +332,31 @@ impl TextTest {
             }
         };
         match self {
-            TextTest::OneOf { values, ignore_case } => {
+            TextTest::OneOf {
+                values,
+                ignore_case,
+            } => {
                 let v = cased(*ignore_case);
                 values.iter().any(|x| *x == *v)
             }
-            TextTest::Prefix { values, ignore_case } => {
+            TextTest::Prefix {
+                values,
+                ignore_case,
+            } => {
                 let v = cased(*ignore_case);
                 values.iter().any(|x| v.starts_with(x.as_str()))
             }
-            TextTest::Suffix { values, ignore_case } => {
+            TextTest::Suffix {
+                values,
+                ignore_case,
+            } => {
                 let v = cased(*ignore_case);
                 values.iter().any(|x| v.ends_with(x.as_str()))
             }
-            TextTest::Contains { values, ignore_case } => {
+            TextTest::Contains {
+                values,
+                ignore_case,
+            } => {
                 let v = cased(*ignore_case);
                 values.iter().any(|x| v.contains(x.as_str()))
             }
@@ -300,9 +373,22 @@ impl NumTest {
         };
         match self {
             NumTest::OneOf(values) => values.contains(&value),
-            NumTest::Range { min, min_inclusive, max, max_inclusive } => {
-                let above = if *min_inclusive { value >= *min } else { value > *min };
-                let below = if *max_inclusive { value <= *max } else { value < *max };
+            NumTest::Range {
+                min,
+                min_inclusive,
+                max,
+                max_inclusive,
+            } => {
+                let above = if *min_inclusive {
+                    value >= *min
+                } else {
+                    value > *min
+                };
+                let below = if *max_inclusive {
+                    value <= *max
+                } else {
+                    value < *max
+                };
                 above && below
             }
             NumTest::Exists(exists) => *exists,

@@ -7,9 +7,18 @@ use crate::load::{LoadErrors, RuleSet};
 /// Every shipped pack file: its path inside the repository and its text.
 pub const PACK_FILES: &[(&str, &str)] = &[
     ("rules/packs/auth.yaml", include_str!("../packs/auth.yaml")),
-    ("rules/packs/recon.yaml", include_str!("../packs/recon.yaml")),
-    ("rules/packs/injection.yaml", include_str!("../packs/injection.yaml")),
-    ("rules/packs/errors.yaml", include_str!("../packs/errors.yaml")),
+    (
+        "rules/packs/recon.yaml",
+        include_str!("../packs/recon.yaml"),
+    ),
+    (
+        "rules/packs/injection.yaml",
+        include_str!("../packs/injection.yaml"),
+    ),
+    (
+        "rules/packs/errors.yaml",
+        include_str!("../packs/errors.yaml"),
+    ),
 ];
 
 /// Loads the shipped packs.

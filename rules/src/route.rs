@@ -59,7 +59,9 @@ fn is_date(bytes: &[u8]) -> bool {
             4 | 7 => *b == b'-',
             _ => b.is_ascii_digit(),
         })
-        && bytes[10..].iter().all(|b| b.is_ascii_alphanumeric() || b":.+-".contains(b))
+        && bytes[10..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b":.+-".contains(b))
 }
 
 #[cfg(test)]
@@ -73,7 +75,10 @@ mod tests {
             ("/users", "/users"),
             ("/users/42", "/users/{id}"),
             ("/users/me", "/users/me"),
-            ("/v1/orders/0f8fad5b-d9cb-469f-a165-70867728950e/items", "/v1/orders/{id}/items"),
+            (
+                "/v1/orders/0f8fad5b-d9cb-469f-a165-70867728950e/items",
+                "/v1/orders/{id}/items",
+            ),
             ("/blobs/deadbeefdeadbeef00", "/blobs/{id}"),
             ("/blobs/deadbeef", "/blobs/deadbeef"),
             ("/reports/2015-05-17", "/reports/{id}"),

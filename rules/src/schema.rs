@@ -208,7 +208,9 @@ fn default_evidence_events() -> usize {
 
 impl Default for EvidenceSpec {
     fn default() -> Self {
-        EvidenceSpec { max_events: default_evidence_events() }
+        EvidenceSpec {
+            max_events: default_evidence_events(),
+        }
     }
 }
 
@@ -323,7 +325,9 @@ impl<'de> Deserialize<'de> for TextCond {
             type Value = TextCond;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, a list of strings, or a map of operators such as {prefix: /admin}")
+                f.write_str(
+                    "a string, a list of strings, or a map of operators such as {prefix: /admin}",
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<TextCond, E> {

@@ -25,7 +25,9 @@ pub fn decode(value: &str) -> Cow<'_, str> {
         if !text.contains('%') {
             break;
         }
-        let decoded = percent_encoding::percent_decode_str(&text).decode_utf8_lossy().into_owned();
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
         if decoded == text {
             break;
         }
@@ -66,10 +68,15 @@ impl Signature {
         for (i, (_, source)) in patterns.iter().enumerate() {
             regexes.push(Regex::new(source).map_err(|err| (i, err))?);
         }
-        let set = RegexSet::new(patterns.iter().map(|(_, source)| source))
-            .map_err(|err| (0, err))?;
+        let set =
+            RegexSet::new(patterns.iter().map(|(_, source)| source)).map_err(|err| (0, err))?;
         let names = patterns.iter().map(|(name, _)| name.clone()).collect();
-        Ok(Signature { fields, names, set, regexes })
+        Ok(Signature {
+            fields,
+            names,
+            set,
+            regexes,
+        })
     }
 
     /// Returns the pattern names in rule order.
@@ -85,10 +92,17 @@ impl Signature {
     /// Returns the first (lowest-index) pattern that matches any field of the event.
     pub fn find(&self, event: &ApiEvent) -> Option<SignatureMatch> {
         for field in &self.fields {
-            let Some(raw) = event.text(field) else { continue };
+            let Some(raw) = event.text(field) else {
+                continue;
+            };
             let text = decode(&raw);
-            let Some(pattern) = self.set.matches(&text).iter().next() else { continue };
-            let found = self.regexes[pattern].find(&text).map(|m| m.as_str()).unwrap_or("");
+            let Some(pattern) = self.set.matches(&text).iter().next() else {
+                continue;
+            };
+            let found = self.regexes[pattern]
+                .find(&text)
+                .map(|m| m.as_str())
+                .unwrap_or("");
             return Some(SignatureMatch {
                 pattern,
                 field: field.clone(),
@@ -134,7 +148,10 @@ mod tests {
     fn find_reports_first_pattern_and_field() {
         let patterns = vec![
             ("traversal".to_string(), r"\.\./".to_string()),
-            ("union-select".to_string(), r"(?i)union\s+select".to_string()),
+            (
+                "union-select".to_string(),
+                r"(?i)union\s+select".to_string(),
+            ),
         ];
         let sig = Signature::new(vec![Field::Path, Field::Query], &patterns).unwrap();
         let event = ApiEvent {
@@ -146,7 +163,10 @@ mod tests {
         assert_eq!(found.pattern, 1);
         assert_eq!(found.field, Field::Query);
         assert_eq!(found.excerpt, "UNION SELECT");
-        let clean = ApiEvent { path: "/items".into(), ..Default::default() };
+        let clean = ApiEvent {
+            path: "/items".into(),
+            ..Default::default()
+        };
         assert_eq!(sig.find(&clean), None);
     }
 

@@ -96,7 +96,10 @@ pub fn summary_count(summary: &str, label: &str) -> u64 {
 /// Asserts two lists of findings are equal, reporting the first difference briefly.
 pub fn assert_same_findings(actual: &[Value], expected: &[Value], what: &str) {
     let brief = |f: &Value| {
-        format!("{} {} {} {}", f["rule_id"], f["group"], f["window"]["start"], f["phase"])
+        format!(
+            "{} {} {} {}",
+            f["rule_id"], f["group"], f["window"]["start"], f["phase"]
+        )
     };
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert!(
@@ -110,6 +113,9 @@ pub fn assert_same_findings(actual: &[Value], expected: &[Value], what: &str) {
         "{what}: {} findings, expected {}; first extra: {:?}",
         actual.len(),
         expected.len(),
-        actual.get(expected.len()).or(expected.get(actual.len())).map(brief)
+        actual
+            .get(expected.len())
+            .or(expected.get(actual.len()))
+            .map(brief)
     );
 }

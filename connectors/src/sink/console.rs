@@ -37,12 +37,23 @@ impl Console {
             condition = finding.condition,
         );
         if let Some(first) = finding.evidence.first() {
-            let query = first.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
-            let status = first.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+            let query = first
+                .query
+                .as_deref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            let status = first
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into());
             let _ = write!(
                 text,
                 "\n        e.g. {} {} {} {} -> {}",
-                first.time, first.client, first.method, cut(&format!("{}{query}", first.path), 100), status
+                first.time,
+                first.client,
+                first.method,
+                cut(&format!("{}{query}", first.path), 100),
+                status
             );
             if let Some(matched) = &first.matched {
                 let _ = write!(text, " [{} in {}]", matched.pattern, matched.field);
@@ -61,10 +72,19 @@ impl Console {
         let _ = writeln!(text, "  decoded           {:>10}", counts.decoded);
         let _ = writeln!(text, "  dead-lettered     {:>10}", counts.dead_lettered);
         let _ = writeln!(text, "  late              {:>10}", counts.late);
-        let _ = writeln!(text, "  findings          {:>10} final, {} early", total_final, early);
+        let _ = writeln!(
+            text,
+            "  findings          {:>10} final, {} early",
+            total_final, early
+        );
         if !report.findings_by_rule.is_empty() {
             let _ = writeln!(text, "  by rule:");
-            let width = report.findings_by_rule.keys().map(String::len).max().unwrap_or(0);
+            let width = report
+                .findings_by_rule
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
             for (rule, (early, fin)) in &report.findings_by_rule {
                 let _ = writeln!(text, "    {rule:<width$}  {fin:>6} final  {early:>6} early");
             }
@@ -78,7 +98,13 @@ impl Console {
                         format!("partition {partition} offset {offset}")
                     }
                 };
-                let _ = writeln!(text, "    {} {}: {}", letter.source, position, cut(&letter.error, 160));
+                let _ = writeln!(
+                    text,
+                    "    {} {}: {}",
+                    letter.source,
+                    position,
+                    cut(&letter.error, 160)
+                );
             }
         }
         for hook in &report.webhooks {
@@ -112,7 +138,12 @@ fn group_text(finding: &Finding) -> String {
 
 fn measure_text(finding: &Finding) -> String {
     if let (Some(ratio), Some(total)) = (finding.ratio, finding.total) {
-        return format!("{} of {} events ({:.1}%)", finding.count, total, ratio * 100.0);
+        return format!(
+            "{} of {} events ({:.1}%)",
+            finding.count,
+            total,
+            ratio * 100.0
+        );
     }
     if let Some(distinct) = finding.distinct {
         return format!("{distinct} distinct values in {} events", finding.count);

@@ -40,9 +40,15 @@ impl JsonlFile {
             std::fs::create_dir_all(dir)?;
         }
         let file = File::create(path).map_err(|err| {
-            io::Error::new(err.kind(), format!("failed to create {}: {err}", path.display()))
+            io::Error::new(
+                err.kind(),
+                format!("failed to create {}: {err}", path.display()),
+            )
         })?;
-        Ok(JsonlFile { path: path.display().to_string(), writer: BufWriter::new(file) })
+        Ok(JsonlFile {
+            path: path.display().to_string(),
+            writer: BufWriter::new(file),
+        })
     }
 
     /// Writes one value as a line.
@@ -89,7 +95,9 @@ pub struct DeliveryReport {
 impl DeliveryReport {
     /// Returns the total early and final findings.
     pub fn totals(&self) -> (u64, u64) {
-        self.findings_by_rule.values().fold((0, 0), |(e, f), (de, df)| (e + de, f + df))
+        self.findings_by_rule
+            .values()
+            .fold((0, 0), |(e, f), (de, df)| (e + de, f + df))
     }
 }
 
@@ -129,7 +137,10 @@ fn deliver_finding(
     stdout: &mut impl Write,
     report: &mut DeliveryReport,
 ) {
-    let counts = report.findings_by_rule.entry(finding.rule_id.clone()).or_default();
+    let counts = report
+        .findings_by_rule
+        .entry(finding.rule_id.clone())
+        .or_default();
     match finding.phase {
         Phase::Early => counts.0 += 1,
         Phase::Final => counts.1 += 1,
@@ -140,7 +151,13 @@ fn deliver_finding(
         record(stdout.write_all(text.as_bytes()), "stdout", report);
     }
     if sinks.stdout_jsonl {
-        record(stdout.write_all(&json).and_then(|()| stdout.write_all(b"\n")), "stdout", report);
+        record(
+            stdout
+                .write_all(&json)
+                .and_then(|()| stdout.write_all(b"\n")),
+            "stdout",
+            report,
+        );
     }
     if let Some(file) = &mut sinks.findings_file {
         let path = file.path.clone();

@@ -88,8 +88,9 @@ impl Secret {
     pub fn resolve(&self) -> Result<String, String> {
         match self {
             Secret::Literal(value) => Ok(value.clone()),
-            Secret::Env { env } => std::env::var(env)
-                .map_err(|_| format!("environment variable `{env}` is not set; export it or use `file:`")),
+            Secret::Env { env } => std::env::var(env).map_err(|_| {
+                format!("environment variable `{env}` is not set; export it or use `file:`")
+            }),
             Secret::File { file } => std::fs::read_to_string(file)
                 .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|err| format!("failed to read secret file {}: {err}", file.display())),
@@ -120,7 +121,9 @@ impl WebhookSink {
     pub fn start(config: &WebhookConfig) -> Result<WebhookSink, String> {
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
-            let value = value.resolve().map_err(|err| format!("webhook header `{name}`: {err}"))?;
+            let value = value
+                .resolve()
+                .map_err(|err| format!("webhook header `{name}`: {err}"))?;
             headers.push((name.clone(), value));
         }
         if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
@@ -135,7 +138,12 @@ impl WebhookSink {
             .name("webhook".to_string())
             .spawn(move || delivery.run(receiver))
             .map_err(|err| format!("failed to start webhook thread: {err}"))?;
-        Ok(WebhookSink { url: config.url.clone(), queue: Some(queue), worker: Some(worker), dropped: 0 })
+        Ok(WebhookSink {
+            url: config.url.clone(),
+            queue: Some(queue),
+            worker: Some(worker),
+            dropped: 0,
+        })
     }
 
     /// Queues a finding's JSON; counts it as dropped when the queue is full.
@@ -157,7 +165,10 @@ impl WebhookSink {
         drop(self.queue.take());
         let mut report = match self.worker.take().map(JoinHandle::join) {
             Some(Ok(report)) => report,
-            _ => WebhookReport { url: self.url.clone(), ..Default::default() },
+            _ => WebhookReport {
+                url: self.url.clone(),
+                ..Default::default()
+            },
         };
         report.dropped = self.dropped;
         report
@@ -179,9 +190,14 @@ struct Delivery {
 enum Attempt {
     Delivered,
     /// Worth retrying, after at least this long when the receiver said so.
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// Retrying cannot help.
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
 }
 
 impl Delivery {
@@ -202,7 +218,10 @@ impl Delivery {
     }
 
     fn run(self, receiver: Receiver<Vec<u8>>) -> WebhookReport {
-        let mut report = WebhookReport { url: self.url.clone(), ..Default::default() };
+        let mut report = WebhookReport {
+            url: self.url.clone(),
+            ..Default::default()
+        };
         for body in receiver {
             self.deliver(&body, &mut report);
         }
@@ -226,8 +245,9 @@ impl Delivery {
                     if attempt == self.max_attempts {
                         reason
                     } else {
-                        let wait = backoff(self.initial_backoff, self.max_backoff, attempt, &mut rng)
-                            .max(after.unwrap_or_default());
+                        let wait =
+                            backoff(self.initial_backoff, self.max_backoff, attempt, &mut rng)
+                                .max(after.unwrap_or_default());
                         tracing::warn!(url = %self.url, attempt, wait_ms = wait.as_millis() as u64, error = %reason, "webhook delivery failed; retrying");
                         report.retried += 1;
                         std::thread::sleep(wait);
@@ -241,13 +261,19 @@ impl Delivery {
     }
 
     fn attempt(&self, body: &[u8]) -> Attempt {
-        let mut request = self.agent.post(&self.url).header("content-type", "application/json");
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json");
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
         match request.send(body) {
             Ok(response) => classify(response.status().as_u16(), retry_after(&response)),
-            Err(err) => Attempt::Retry { reason: format!("request failed: {err}"), after: None },
+            Err(err) => Attempt::Retry {
+                reason: format!("request failed: {err}"),
+                after: None,
+            },
         }
     }
 }
@@ -256,10 +282,13 @@ impl Delivery {
 fn classify(status: u16, retry_after: Option<Duration>) -> Attempt {
     match status {
         200..=299 => Attempt::Delivered,
-        408 | 425 | 429 | 500..=599 => {
-            Attempt::Retry { reason: format!("receiver returned HTTP {status}"), after: retry_after }
-        }
-        _ => Attempt::Fail { reason: format!("receiver returned HTTP {status}") },
+        408 | 425 | 429 | 500..=599 => Attempt::Retry {
+            reason: format!("receiver returned HTTP {status}"),
+            after: retry_after,
+        },
+        _ => Attempt::Fail {
+            reason: format!("receiver returned HTTP {status}"),
+        },
     }
 }
 
@@ -292,8 +321,15 @@ mod tests {
     fn classify_statuses() {
         assert_eq!(classify(204, None), Attempt::Delivered);
         assert!(matches!(classify(503, None), Attempt::Retry { .. }));
-        assert!(matches!(classify(429, Some(Duration::from_secs(2))), Attempt::Retry { after: Some(d), .. } if d == Duration::from_secs(2)));
-        assert_eq!(classify(400, None), Attempt::Fail { reason: "receiver returned HTTP 400".into() });
+        assert!(
+            matches!(classify(429, Some(Duration::from_secs(2))), Attempt::Retry { after: Some(d), .. } if d == Duration::from_secs(2))
+        );
+        assert_eq!(
+            classify(400, None),
+            Attempt::Fail {
+                reason: "receiver returned HTTP 400".into()
+            }
+        );
         assert!(matches!(classify(404, None), Attempt::Fail { .. }));
     }
 
@@ -315,6 +351,11 @@ mod tests {
         let secret = Secret::Literal("token-123".into());
         assert_eq!(format!("{secret:?}"), "Literal(<redacted>)");
         let secret: Secret = serde_norway::from_str("{env: HOOK_TOKEN}").unwrap();
-        assert_eq!(secret, Secret::Env { env: "HOOK_TOKEN".into() });
+        assert_eq!(
+            secret,
+            Secret::Env {
+                env: "HOOK_TOKEN".into()
+            }
+        );
     }
 }

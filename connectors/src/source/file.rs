@@ -37,7 +37,10 @@ impl LineReader {
         let mut buffered = BufReader::with_capacity(256 * 1024, file);
         let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
         let input: Box<dyn BufRead + Send> = if gzip {
-            Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(buffered)))
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                MultiGzDecoder::new(buffered),
+            ))
         } else {
             Box::new(buffered)
         };
@@ -46,20 +49,34 @@ impl LineReader {
 
     /// Reads standard input.
     pub fn stdin(format: FormatConfig) -> LineReader {
-        LineReader::new("stdin".to_string(), Box::new(BufReader::new(io::stdin())), format)
+        LineReader::new(
+            "stdin".to_string(),
+            Box::new(BufReader::new(io::stdin())),
+            format,
+        )
     }
 
     /// Reads any byte stream under a name.
     pub fn new(name: String, input: Box<dyn BufRead + Send>, format: FormatConfig) -> LineReader {
         let decoder = format.fixed().map(Decoder::new);
-        LineReader { name, input, format, decoder, line: 0, buffer: Vec::new(), finished: false }
+        LineReader {
+            name,
+            input,
+            format,
+            decoder,
+            line: 0,
+            buffer: Vec::new(),
+            finished: false,
+        }
     }
 
     /// Reads the next line into the buffer, without the newline. Returns false at the end.
     fn next_line(&mut self) -> io::Result<bool> {
         self.buffer.clear();
         let limit = (MAX_LINE_BYTES + 1) as u64;
-        let read = (&mut self.input).take(limit).read_until(b'\n', &mut self.buffer)?;
+        let read = (&mut self.input)
+            .take(limit)
+            .read_until(b'\n', &mut self.buffer)?;
         if read == 0 {
             return Ok(false);
         }
@@ -155,7 +172,10 @@ pub fn open_all(paths: &[PathBuf], format: &FormatConfig) -> io::Result<Vec<Line
                 Ok(LineReader::stdin(format.clone()))
             } else {
                 LineReader::open(path, format.clone()).map_err(|err| {
-                    io::Error::new(err.kind(), format!("failed to open {}: {err}", path.display()))
+                    io::Error::new(
+                        err.kind(),
+                        format!("failed to open {}: {err}", path.display()),
+                    )
                 })
             }
         })

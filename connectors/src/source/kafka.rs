@@ -86,28 +86,42 @@ pub enum StartFrom {
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
     #[error("failed to create Kafka consumer for {brokers}: {source}")]
-    Client { brokers: String, source: KafkaError },
+    Client {
+        brokers: String,
+        source: Box<KafkaError>,
+    },
     #[error("failed to read metadata of topic `{topic}` from {brokers}: {source}; check that the broker is reachable and the topic exists")]
-    Metadata { topic: String, brokers: String, source: KafkaError },
+    Metadata {
+        topic: String,
+        brokers: String,
+        source: Box<KafkaError>,
+    },
     #[error("topic `{topic}` was not found on {brokers}; create it or fix `topic`")]
     NoTopic { topic: String, brokers: String },
     #[error("failed to assign partitions of `{topic}`: {source}")]
-    Assign { topic: String, source: KafkaError },
+    Assign {
+        topic: String,
+        source: Box<KafkaError>,
+    },
 }
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Returns the topic's partition ids, sorted.
 pub fn partitions(config: &KafkaConfig) -> Result<Vec<i32>, KafkaSourceError> {
-    let consumer: BaseConsumer = client_config(config).create().map_err(|source| {
-        KafkaSourceError::Client { brokers: config.brokers.clone(), source }
-    })?;
+    let consumer: BaseConsumer =
+        client_config(config)
+            .create()
+            .map_err(|source| KafkaSourceError::Client {
+                brokers: config.brokers.clone(),
+                source: Box::new(source),
+            })?;
     let metadata = consumer
         .fetch_metadata(Some(&config.topic), METADATA_TIMEOUT)
         .map_err(|source| KafkaSourceError::Metadata {
             topic: config.topic.clone(),
             brokers: config.brokers.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let topic = metadata
         .topics()
@@ -130,7 +144,14 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", if config.start == StartFrom::Latest { "latest" } else { "earliest" })
+        .set(
+            "auto.offset.reset",
+            if config.start == StartFrom::Latest {
+                "latest"
+            } else {
+                "earliest"
+            },
+        )
         .set("fetch.queue.backoff.ms", "10");
     for (key, value) in &config.properties {
         client.set(key, value);
@@ -149,9 +170,13 @@ pub fn open(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    let consumer: BaseConsumer = client_config(config).create().map_err(|source| {
-        KafkaSourceError::Client { brokers: config.brokers.clone(), source }
-    })?;
+    let consumer: BaseConsumer =
+        client_config(config)
+            .create()
+            .map_err(|source| KafkaSourceError::Client {
+                brokers: config.brokers.clone(),
+                source: Box::new(source),
+            })?;
 
     let offset = match config.start {
         StartFrom::Earliest => Offset::Beginning,
@@ -162,18 +187,27 @@ pub fn open(
     for p in mine {
         assignment
             .add_partition_offset(&config.topic, *p, offset)
-            .map_err(|source| KafkaSourceError::Assign { topic: config.topic.clone(), source })?;
+            .map_err(|source| KafkaSourceError::Assign {
+                topic: config.topic.clone(),
+                source: Box::new(source),
+            })?;
     }
     consumer
         .assign(&assignment)
-        .map_err(|source| KafkaSourceError::Assign { topic: config.topic.clone(), source })?;
+        .map_err(|source| KafkaSourceError::Assign {
+            topic: config.topic.clone(),
+            source: Box::new(source),
+        })?;
 
     let shared = Arc::new(Mutex::new(Shared {
         consumer,
         topic: config.topic.clone(),
         buffers: mine.iter().map(|p| (*p, Buffer::default())).collect(),
     }));
-    let format = config.format.fixed().unwrap_or(Format::Json(JsonMapping::default()));
+    let format = config
+        .format
+        .fixed()
+        .unwrap_or(Format::Json(JsonMapping::default()));
     Ok(mine
         .iter()
         .map(|&p| KafkaPartitionReader {
@@ -208,7 +242,11 @@ impl Shared {
     /// Polls the consumer until `partition` has `want` messages buffered or nothing arrives
     /// within `wait`, sorting every message into its partition's buffer.
     fn pump(&mut self, partition: i32, want: usize, mut wait: Duration) {
-        while self.buffers.get(&partition).is_some_and(|b| b.messages.len() < want) {
+        while self
+            .buffers
+            .get(&partition)
+            .is_some_and(|b| b.messages.len() < want)
+        {
             match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
@@ -237,7 +275,9 @@ impl Shared {
     }
 
     fn pause_if_full(&mut self, partition: i32) {
-        let Some(buffer) = self.buffers.get_mut(&partition) else { return };
+        let Some(buffer) = self.buffers.get_mut(&partition) else {
+            return;
+        };
         if buffer.paused || buffer.messages.len() < BUFFER_PAUSE {
             return;
         }
@@ -245,12 +285,16 @@ impl Shared {
         list.add_partition(&self.topic, partition);
         match self.consumer.pause(&list) {
             Ok(()) => buffer.paused = true,
-            Err(err) => tracing::warn!(topic = %self.topic, partition, error = %err, "failed to pause Kafka partition"),
+            Err(err) => {
+                tracing::warn!(topic = %self.topic, partition, error = %err, "failed to pause Kafka partition")
+            }
         }
     }
 
     fn resume_if_drained(&mut self, partition: i32) {
-        let Some(buffer) = self.buffers.get_mut(&partition) else { return };
+        let Some(buffer) = self.buffers.get_mut(&partition) else {
+            return;
+        };
         if !buffer.paused || buffer.messages.len() > BUFFER_PAUSE / 2 {
             return;
         }
@@ -258,7 +302,9 @@ impl Shared {
         list.add_partition(&self.topic, partition);
         match self.consumer.resume(&list) {
             Ok(()) => buffer.paused = false,
-            Err(err) => tracing::warn!(topic = %self.topic, partition, error = %err, "failed to resume Kafka partition"),
+            Err(err) => {
+                tracing::warn!(topic = %self.topic, partition, error = %err, "failed to resume Kafka partition")
+            }
         }
     }
 }
@@ -280,7 +326,10 @@ impl KafkaPartitionReader {
     fn decode(&mut self, message: &OwnedMessage, batch: &mut ReadBatch) {
         batch.records += 1;
         let offset = message.offset();
-        let position = Position::Offset { partition: self.partition, offset };
+        let position = Position::Offset {
+            partition: self.partition,
+            offset,
+        };
         let payload = message.payload().unwrap_or_default();
         match self.decoder.decode(payload) {
             Ok(event) => batch.events.push((event, position)),
@@ -305,14 +354,22 @@ impl PartitionReader for KafkaPartitionReader {
             return ReadStatus::Finished;
         }
         let shared = self.shared.clone();
-        let mut shared = shared.lock().expect("no reader panics while holding the consumer");
+        let mut shared = shared
+            .lock()
+            .expect("no reader panics while holding the consumer");
         shared.pump(self.partition, max, Duration::from_millis(10));
 
         let mut taken = 0;
         let at_end;
         {
-            let buffer = shared.buffers.get_mut(&self.partition).expect("every reader has a buffer");
-            let messages: Vec<OwnedMessage> = buffer.messages.drain(..buffer.messages.len().min(max)).collect();
+            let buffer = shared
+                .buffers
+                .get_mut(&self.partition)
+                .expect("every reader has a buffer");
+            let messages: Vec<OwnedMessage> = buffer
+                .messages
+                .drain(..buffer.messages.len().min(max))
+                .collect();
             at_end = buffer.at_end && buffer.messages.is_empty();
             for message in &messages {
                 taken += 1;
@@ -324,7 +381,11 @@ impl PartitionReader for KafkaPartitionReader {
 
         if at_end && self.stop_at_end {
             self.finished = true;
-            return if taken > 0 { ReadStatus::Ready } else { ReadStatus::Finished };
+            return if taken > 0 {
+                ReadStatus::Ready
+            } else {
+                ReadStatus::Finished
+            };
         }
         if taken > 0 {
             self.caught_up_since = None;

@@ -24,7 +24,7 @@ pub enum FormatConfig {
     /// JSON Lines with the default field mapping.
     Json,
     /// JSON Lines with a custom field mapping.
-    JsonMapping(JsonMapping),
+    JsonMapping(Box<JsonMapping>),
 }
 
 impl FormatConfig {
@@ -34,7 +34,7 @@ impl FormatConfig {
             FormatConfig::Auto => None,
             FormatConfig::Combined => Some(Format::Combined),
             FormatConfig::Json => Some(Format::Json(JsonMapping::default())),
-            FormatConfig::JsonMapping(mapping) => Some(Format::Json(mapping.clone())),
+            FormatConfig::JsonMapping(mapping) => Some(Format::Json((**mapping).clone())),
         }
     }
 }
