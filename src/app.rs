@@ -24,7 +24,7 @@ pub enum PartitionSpec {
     Kafka { source: usize, partition: i32 },
 }
 
-/// Where outputs go.
+/// The destinations of a run's outputs.
 pub struct OutputPlan {
     pub console: Option<Console>,
     pub stdout_jsonl: bool,

@@ -17,7 +17,7 @@ use feedloop_rules::HumanDuration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where events come from; at least one source.
+    /// The sources of events; at least one.
     #[serde(deserialize_with = "serde_norway::with::singleton_map_recursive::deserialize")]
     pub sources: Vec<SourceConfig>,
     /// Rule files or folders; omitted means the shipped packs.
@@ -29,10 +29,10 @@ pub struct Config {
     /// Dataflow worker threads.
     #[serde(default = "one")]
     pub workers: usize,
-    /// Where records that fail to decode, and late events, are written.
+    /// The output for records that fail to decode, and late events.
     #[serde(default)]
     pub dead_letter: Option<DeadLetterConfig>,
-    /// Where findings go.
+    /// The finding outputs.
     #[serde(default)]
     pub outputs: OutputsConfig,
 }

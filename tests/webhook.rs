@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-/// One request as the server saw it, and the status it answered.
+/// One request as the server received it, and the status it returned.
 #[derive(Debug, Clone)]
 struct Seen {
     authorization: Option<String>,
@@ -16,7 +16,8 @@ struct Seen {
     status: u16,
 }
 
-/// An HTTP server that answers each request with the status `respond` picks for its index.
+/// An HTTP server that responds to each request with the status `respond` returns for its
+/// index.
 struct Receiver {
     url: String,
     seen: Arc<Mutex<Vec<Seen>>>,

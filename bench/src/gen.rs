@@ -156,7 +156,11 @@ impl InvalidConfig {
 
 impl fmt::Display for InvalidConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {} {}: {}", self.field, self.value, self.expected)
+        write!(
+            f,
+            "invalid {} {}: {}",
+            self.field, self.value, self.expected
+        )
     }
 }
 

@@ -320,7 +320,10 @@ mod tests {
         let first = prepare_events(&dir, &config).unwrap();
         assert!(!first.reused);
         assert_eq!(first.manifest.events, 200);
-        assert_eq!(first.manifest.bytes, fs::metadata(&first.path).unwrap().len());
+        assert_eq!(
+            first.manifest.bytes,
+            fs::metadata(&first.path).unwrap().len()
+        );
 
         let second = prepare_events(&dir, &config).unwrap();
         assert!(second.reused);

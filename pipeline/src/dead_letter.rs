@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The most bytes of a raw record a dead letter keeps.
+/// The maximum number of bytes of a raw record a dead letter keeps.
 pub const MAX_RAW_BYTES: usize = 4096;
 
-/// Where a record came from inside its source.
+/// The position of a record inside its source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Position {
@@ -19,7 +19,7 @@ pub enum Position {
     Offset { partition: i32, offset: i64 },
 }
 
-/// Why a record was set aside.
+/// The reason a record was set aside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
@@ -36,9 +36,9 @@ pub struct DeadLetter {
     pub source: String,
     /// Position of the record inside the source.
     pub position: Position,
-    /// Why the record was set aside.
+    /// The reason the record was set aside.
     pub reason: Reason,
-    /// What went wrong, naming the value at fault.
+    /// The error, naming the value at fault.
     pub error: String,
     /// The raw record as text (invalid UTF-8 replaced), cut to [`MAX_RAW_BYTES`].
     pub raw: String,

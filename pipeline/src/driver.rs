@@ -45,7 +45,7 @@ pub trait PartitionReader: Send {
 pub enum ReadStatus {
     /// Records may follow at once.
     Ready,
-    /// Nothing right now; the partition still holds the watermark.
+    /// Nothing right now, and the partition still holds back the watermark.
     Pending,
     /// Nothing for a while; the partition stops holding the watermark until it produces.
     Idle,
@@ -75,7 +75,7 @@ impl ReadBatch {
 /// Creates the readers of the partitions a worker owns, given its index and the worker count.
 pub type ReaderFactory = Arc<dyn Fn(usize, usize) -> Vec<Box<dyn PartitionReader>> + Send + Sync>;
 
-/// What leaves a run, in the order a sink should apply it.
+/// An output of a run, sent in the order a sink should apply it.
 #[derive(Debug, Clone)]
 pub enum Output {
     Finding(Box<Finding>),

@@ -54,7 +54,7 @@ pub struct Evidence {
     pub matched: Option<SignatureEvidence>,
 }
 
-/// Where a signature matched inside an evidence event.
+/// The place a signature matched inside an evidence event.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SignatureEvidence {
     pub pattern: String,

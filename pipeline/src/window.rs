@@ -36,13 +36,13 @@ pub struct Hit {
     pub group: Vec<Option<String>>,
     /// Event time in milliseconds since the epoch.
     pub time_ms: i64,
-    /// What the event adds to the window.
+    /// The event's contribution to the window.
     pub value: HitValue,
     /// The event as evidence, when the rule keeps evidence and the event counts.
     pub evidence: Option<Evidence>,
 }
 
-/// What a hit adds to its windows.
+/// The contribution a hit adds to its windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum HitValue {
     Count,

@@ -15,14 +15,14 @@ use crate::matcher::Matcher;
 use crate::schema::{RuleSpec, Severity, Stage};
 use crate::signature::{Signature, SignatureMatch};
 
-/// The longest window a rule may use. Window state is kept per group until the window closes,
+/// The maximum window size. Window state is kept per group until the window closes,
 /// so longer windows hold more memory per group.
 pub const MAX_WINDOW_MS: u64 = 86_400_000;
-/// The shortest slide a rule may use; shorter slides multiply the windows each event updates.
+/// The minimum slide, because shorter slides multiply the windows each event updates.
 pub const MIN_SLIDE_MS: u64 = 1_000;
-/// The most windows one event may fall into (`size / slide`).
+/// The maximum number of windows one event may fall into (`size / slide`).
 pub const MAX_WINDOWS_PER_EVENT: u64 = 60;
-/// The most evidence events a rule may keep per finding.
+/// The maximum number of evidence events a rule may keep per finding.
 pub const MAX_EVIDENCE_EVENTS: usize = 50;
 
 /// A validated rule, ready to evaluate.
@@ -46,7 +46,7 @@ pub struct Rule {
     pub group_by: Vec<Field>,
     /// The event-time window.
     pub window: Window,
-    /// What is computed per group and window, and when it fires.
+    /// The aggregate computed per group and window, and its condition.
     pub detection: Detection,
     /// Evidence events kept per finding.
     pub max_evidence: usize,
@@ -108,7 +108,7 @@ impl Detection {
     }
 }
 
-/// What one event contributes to its group's window for a rule.
+/// The contribution of one event to its group's windows under a rule.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Contribution {
     /// One matching event (threshold).
@@ -126,7 +126,7 @@ pub enum Contribution {
 pub struct RuleIssue {
     /// Dotted path of the field at fault, such as `window.slide`.
     pub field: String,
-    /// What is wrong.
+    /// The problem, naming the value.
     pub message: String,
     /// A correct example of the field.
     pub example: String,

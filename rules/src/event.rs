@@ -49,8 +49,8 @@ pub struct ApiEvent {
     pub headers: Vec<(String, String)>,
     /// A prefix of the request body.
     pub body: Option<String>,
-    /// What the decoder could not make sense of while still keeping the event, such as a
-    /// malformed request line.
+    /// The part of the record the decoder could not parse while still keeping the event, such
+    /// as a malformed request line.
     pub problem: Option<String>,
 }
 

@@ -1,6 +1,6 @@
 //! Loading rule files: YAML documents to a validated [`RuleSet`].
 //!
-//! A rule file holds one rule per YAML document (documents are separated by `---` lines). A
+//! A rule file contains one rule per YAML document (documents are separated by `---` lines). A
 //! directory is read recursively, `.yaml` and `.yml` files in path order. Loading never stops at
 //! the first problem: every file is read and every error is returned, each naming the file, the
 //! line, the field and a correct example, so one `rules check` run lists all that needs fixing.
@@ -18,7 +18,7 @@ pub struct RuleSet {
     origins: Vec<Origin>,
 }
 
-/// Where a rule was defined.
+/// The file and line a rule was defined at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     /// The rule file.
@@ -38,7 +38,7 @@ pub struct LoadError {
     pub rule_id: Option<String>,
     /// The field at fault, when known.
     pub field: Option<String>,
-    /// What is wrong.
+    /// The problem, naming the value.
     pub message: String,
     /// A correct example, when one helps.
     pub example: Option<String>,

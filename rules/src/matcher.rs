@@ -62,7 +62,7 @@ enum NumTest {
 pub struct MatchError {
     /// Dotted path to the condition, such as `match.any[1].status`.
     pub path: String,
-    /// What is wrong with it.
+    /// The problem, naming the value.
     pub message: String,
     /// A correct example of the condition.
     pub example: &'static str,

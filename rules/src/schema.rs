@@ -25,14 +25,14 @@ pub struct RuleSpec {
     /// Longer explanation for the people who receive the finding.
     #[serde(default)]
     pub description: Option<String>,
-    /// How urgent a finding of this rule is.
+    /// The urgency of this rule's findings.
     pub severity: Severity,
     /// The lifecycle stages whose teams should receive the findings (at least one).
     pub stages: Vec<Stage>,
     /// Free tags, such as an OWASP API Security Top 10 2023 category or a CWE id.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Which events the rule counts. Omitted means every event.
+    /// The events the rule counts. Omitted means every event.
     #[serde(default, rename = "match")]
     pub matches: Option<MatchSpec>,
     /// Event fields whose values split the counting into groups, such as `[client]`.
@@ -57,7 +57,7 @@ pub struct RuleSpec {
     pub evidence: EvidenceSpec,
 }
 
-/// How urgent a finding is, from `info` to `critical`.
+/// The urgency of a finding, from `info` to `critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {

@@ -12,7 +12,7 @@ use regex::{Regex, RegexSet};
 
 use crate::event::{ApiEvent, Field};
 
-/// The most rounds of percent-decoding applied to a value.
+/// The maximum number of percent-decoding rounds applied to a value.
 const MAX_DECODE_ROUNDS: usize = 3;
 
 /// Returns the value with percent-encoding undone (repeatedly), `+` as space and NUL removed.

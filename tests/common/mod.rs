@@ -17,12 +17,12 @@ pub fn shared_data(relative: &str) -> PathBuf {
     root().join("../shared/data").join(relative)
 }
 
-/// The semicomplete.com access log (10,000 lines, out of order within each hour).
+/// Returns the semicomplete.com access log (10,000 lines, out of order within each hour).
 pub fn elastic_log() -> PathBuf {
     shared_data("elastic-apache-logs/apache_logs")
 }
 
-/// The yauaa hackers access log (3,456 lines, every client hostile).
+/// Returns the yauaa hackers access log (3,456 lines, every client hostile).
 pub fn yauaa_log() -> PathBuf {
     shared_data("yauaa-hackers-access/hackers-access.log")
 }

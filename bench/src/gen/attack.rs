@@ -528,7 +528,8 @@ impl Campaign {
     }
 
     fn missing_path(&self, rng: &mut impl Rng, time_ms: i64) -> ApiEvent {
-        let position = (self.offset + self.step as usize) % (SCAN_WORDS.len() * SCAN_PREFIXES.len());
+        let position =
+            (self.offset + self.step as usize) % (SCAN_WORDS.len() * SCAN_PREFIXES.len());
         let prefix = SCAN_PREFIXES[position / SCAN_WORDS.len()];
         let word = SCAN_WORDS[position % SCAN_WORDS.len()];
         let mut event = self.unmatched_request(rng, time_ms, format!("{prefix}{word}"));
@@ -596,7 +597,10 @@ mod tests {
     fn encodings_escape_as_documented() {
         let payload = "1' OR 1=1#&+";
         assert_eq!(Encoding::Minimal.apply(payload), "1'%20OR%201=1%23%26%2B");
-        assert_eq!(Encoding::Percent.apply(payload), "1%27%20OR%201%3D1%23%26%2B");
+        assert_eq!(
+            Encoding::Percent.apply(payload),
+            "1%27%20OR%201%3D1%23%26%2B"
+        );
         assert_eq!(Encoding::Form.apply(payload), "1%27+OR+1%3D1%23%26%2B");
         assert_eq!(
             Encoding::Double.apply(payload),

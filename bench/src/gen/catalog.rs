@@ -159,7 +159,10 @@ impl Route {
             IdKind::Number(max) => rng.random_range(1..=max).to_string(),
             IdKind::Uuid => uuid(rng),
         };
-        let start = self.template.find('{').expect("a route with an id has a `{`");
+        let start = self
+            .template
+            .find('{')
+            .expect("a route with an id has a `{`");
         let end = self.template[start..]
             .find('}')
             .map(|offset| start + offset + 1)
@@ -520,9 +523,19 @@ fn client(seed: u64, index: u32, principals: u32) -> Client {
     // Multiplying by an odd number permutes the range, which spreads neighbours apart.
     let spread = index.wrapping_mul(40_503) % CLIENT_ADDRESSES;
     let address = if hash % 100 < IPV6_PERCENT {
-        format!("2001:db8:{:x}:{:x}::{:x}", spread >> 8, spread & 0xff, (hash >> 48) | 1)
+        format!(
+            "2001:db8:{:x}:{:x}::{:x}",
+            spread >> 8,
+            spread & 0xff,
+            (hash >> 48) | 1
+        )
     } else {
-        format!("198.{}.{}.{}", 18 + (spread >> 16), (spread >> 8) & 0xff, spread & 0xff)
+        format!(
+            "198.{}.{}.{}",
+            18 + (spread >> 16),
+            (spread >> 8) & 0xff,
+            spread & 0xff
+        )
     };
 
     let agent_pick = (mix(hash) % 1_000) as u32;
@@ -631,7 +644,11 @@ fn health_check(rng: &mut impl Rng, time_ms: i64) -> ApiEvent {
     event.latency_ms = Some(round_micros(log_normal(rng, 0.8, 0.4)));
     event.request_bytes = Some(rng.random_range(110..140));
     event.response_bytes = Some(15);
-    event.client = format!("10.0.{}.{}", rng.random_range(0..4), rng.random_range(2..30));
+    event.client = format!(
+        "10.0.{}.{}",
+        rng.random_range(0..4),
+        rng.random_range(2..30)
+    );
     event.user_agent = Some(HEALTH_CHECK_AGENT.to_string());
     event.labels = labels(region(rng));
     event

@@ -77,7 +77,7 @@ pub struct Sinks {
     pub webhooks: Vec<WebhookSink>,
 }
 
-/// What the sinks did during a run.
+/// The counts and errors of the sinks during a run.
 #[derive(Debug, Default)]
 pub struct DeliveryReport {
     /// Rule id to (early, final) finding counts.

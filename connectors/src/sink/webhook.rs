@@ -37,7 +37,7 @@ pub struct WebhookConfig {
     /// Wait before the first retry; each later retry waits up to twice as long.
     #[serde(default = "default_initial_backoff")]
     pub initial_backoff: HumanDuration,
-    /// The longest wait between attempts, `Retry-After` excepted.
+    /// The maximum wait between attempts, `Retry-After` excepted.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: HumanDuration,
     /// Findings waiting for delivery before new ones are counted as dropped.
@@ -185,11 +185,11 @@ struct Delivery {
     max_backoff: Duration,
 }
 
-/// What one attempt came to.
+/// The outcome of one attempt.
 #[derive(Debug, PartialEq)]
 enum Attempt {
     Delivered,
-    /// Worth retrying, after at least this long when the receiver said so.
+    /// Worth retrying, after at least `after` when the receiver sent `Retry-After`.
     Retry {
         reason: String,
         after: Option<Duration>,
@@ -340,9 +340,11 @@ mod tests {
         let max = Duration::from_millis(1_000);
         for _ in 0..100 {
             let first = backoff(initial, max, 1, &mut rng);
-            assert!(first >= Duration::from_millis(50) && first <= initial);
+            assert!(first >= Duration::from_millis(50));
+            assert!(first <= initial);
             let late = backoff(initial, max, 10, &mut rng);
-            assert!(late >= Duration::from_millis(500) && late <= max);
+            assert!(late >= Duration::from_millis(500));
+            assert!(late <= max);
         }
     }
 

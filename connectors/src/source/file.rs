@@ -16,7 +16,7 @@ use feedloop_pipeline::{DeadLetter, PartitionReader, Position, ReadBatch, ReadSt
 use crate::decode::{Decoder, Format};
 use crate::source::FormatConfig;
 
-/// The longest line read whole; longer lines are dead-lettered with their first bytes.
+/// The maximum line length in bytes. Longer lines are dead-lettered with their first bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Reads one file or stdin as a partition of records.

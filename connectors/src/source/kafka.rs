@@ -50,7 +50,8 @@ pub struct KafkaConfig {
     /// Record layout; `auto` is read as JSON Lines with the default mapping.
     #[serde(default)]
     pub format: FormatConfig,
-    /// Where to start: `earliest`, `latest`, or `committed` (the group's offsets, else earliest).
+    /// The start position: `earliest`, `latest`, or `committed` (the group's offsets, else
+    /// earliest).
     #[serde(default)]
     pub start: StartFrom,
     /// Finish each partition once it has caught up with the end of its log.
@@ -72,7 +73,7 @@ fn default_idle() -> HumanDuration {
     HumanDuration(5_000)
 }
 
-/// Where a partition starts reading.
+/// The position a partition starts reading at.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum StartFrom {

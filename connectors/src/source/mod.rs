@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::decode::{Format, JsonMapping};
 
-/// How a source's records are laid out.
+/// The layout of a source's records.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum FormatConfig {
