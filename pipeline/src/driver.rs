@@ -150,6 +150,7 @@ pub fn run(
     let workers = options.workers.max(1);
     let config = timely::Config::process(workers);
     let shared = counters.clone();
+    let board = Arc::new(WatermarkBoard::new(workers));
 
     let guards = timely::execute(config, move |worker| {
         let output = output.clone();
@@ -163,6 +164,8 @@ pub fn run(
 
         let partitions = readers(worker.index(), worker.peers());
         let mut feeder = Feeder::new(partitions, &options, &shared, output);
+        feeder.worker = worker.index();
+        feeder.board = board.clone();
         while feeder.feed(&mut input) {
             worker.step_or_park(feeder.park_for());
         }
@@ -210,6 +213,8 @@ struct Feeder<'a> {
     batch: ReadBatch,
     /// True when the last call read nothing, so the worker may park.
     quiet: bool,
+    worker: usize,
+    board: Arc<WatermarkBoard>,
 }
 
 impl<'a> Feeder<'a> {
@@ -237,6 +242,8 @@ impl<'a> Feeder<'a> {
             output,
             batch: ReadBatch::default(),
             quiet: false,
+            worker: 0,
+            board: Arc::new(WatermarkBoard::new(1)),
         }
     }
 
@@ -345,17 +352,62 @@ impl<'a> Feeder<'a> {
     /// partitions that still produce, or over all open ones when every one is idle.
     fn input_time(&self) -> Option<u64> {
         let open = || self.clocks.iter().filter(|c| !c.finished);
-        let active = open().filter(|c| !c.idle);
-        let least = |clocks: &mut dyn Iterator<Item = &Clock>| {
-            clocks
-                .map(|c| c.watermark(self.lateness).unwrap_or(0))
-                .min()
-        };
-        let time = match least(&mut active.clone()) {
-            Some(t) => t,
-            None => open().filter_map(|c| c.watermark(self.lateness)).max()?,
+        let active_least = open()
+            .filter(|c| !c.idle)
+            .map(|c| c.watermark(self.lateness).unwrap_or(0))
+            .min();
+        let time = match active_least {
+            Some(time) => {
+                self.board.publish(self.worker, Some(time));
+                time
+            }
+            // Every partition here is idle: follow the other workers, so this worker holds
+            // nothing back, or else the newest watermark among its own idle partitions.
+            None => {
+                self.board.publish(self.worker, None);
+                match self.board.least_other(self.worker) {
+                    Some(time) => time,
+                    None => open().filter_map(|c| c.watermark(self.lateness)).max()?,
+                }
+            }
         };
         Some(time.max(0) as u64)
+    }
+}
+
+/// The watermark each worker of this process derives from its partitions that still produce,
+/// so a worker whose partitions are all idle can follow the others instead of holding the
+/// frontier at its last event.
+///
+/// NOTE: this only spans the workers of one process; a cluster of processes would need the
+/// same exchange between processes.
+pub(crate) struct WatermarkBoard {
+    /// Per worker: its active watermark, or `i64::MIN` when it has none.
+    times: Vec<std::sync::atomic::AtomicI64>,
+}
+
+impl WatermarkBoard {
+    pub(crate) fn new(workers: usize) -> WatermarkBoard {
+        WatermarkBoard {
+            times: (0..workers)
+                .map(|_| std::sync::atomic::AtomicI64::new(i64::MIN))
+                .collect(),
+        }
+    }
+
+    fn publish(&self, worker: usize, time: Option<i64>) {
+        self.times[worker].store(time.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    /// Returns the least active watermark among the other workers, if any has one.
+    fn least_other(&self, worker: usize) -> Option<i64> {
+        self.times
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != worker)
+            .map(|(_, t)| t.load(Ordering::Relaxed))
+            .filter(|t| *t != i64::MIN)
+            .min()
     }
 }
 

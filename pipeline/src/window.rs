@@ -352,3 +352,105 @@ pub fn condition_text(detection: &Detection) -> String {
         Detection::Signature { min_count, .. } => format!("signature matches >= {min_count}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use feedloop_rules::RuleSet;
+
+    use super::*;
+
+    fn store(rule: &str) -> WindowStore {
+        let set = RuleSet::from_text(Path::new("t.yaml"), rule).unwrap();
+        WindowStore::new(set.rules().to_vec().into())
+    }
+
+    fn hit(group: &str, time_ms: i64) -> Hit {
+        Hit {
+            rule: 0,
+            group: vec![Some(group.to_string())],
+            time_ms,
+            value: HitValue::Count,
+            evidence: None,
+        }
+    }
+
+    const SLIDING: &str = "id: s\ntitle: S\nseverity: low\nstages: [monitor]\ngroup_by: [client]\nwindow: {size: 10m, slide: 1m}\nthreshold: {count: 1000000}\n";
+
+    #[test]
+    fn open_windows_plateau_at_constant_keys() {
+        let mut store = store(SLIDING);
+        let mut early = Vec::new();
+        let mut findings = Vec::new();
+        let lateness = 60_000;
+        let mut peak = 0;
+        // Three clients, one hit each per second, for a simulated day.
+        for second in 0..86_400i64 {
+            let time = second * 1000;
+            for client in ["a", "b", "c"] {
+                store.insert(hit(client, time), &mut early);
+            }
+            if second % 10 == 0 {
+                store.close_until(time - lateness, &mut findings);
+                peak = peak.max(store.open_windows());
+            }
+        }
+        // Each client has the 10 windows covering now plus at most the lateness (1m) and one
+        // close interval (10s) of windows waiting to close: 12 per client.
+        assert!(peak <= 3 * 12, "peak of {peak} open windows");
+        assert!(findings.is_empty());
+        store.close_until(i64::MAX, &mut findings);
+        assert_eq!(store.open_windows(), 0);
+        assert_eq!(store.next_end(), None);
+    }
+
+    #[test]
+    fn threshold_fires_early_once_per_window() {
+        let rule = "id: t\ntitle: T\nseverity: low\nstages: [monitor]\ngroup_by: [client]\nwindow: {size: 1m}\nthreshold: {count: 3}\n";
+        let mut store = store(rule);
+        let mut early = Vec::new();
+        for i in 0..5 {
+            store.insert(hit("a", 1_000 + i), &mut early);
+        }
+        assert_eq!(early, vec![((0, vec![Some("a".to_string())]), 0)]);
+        let finding = store.early_finding(&early[0].0, 0).unwrap();
+        assert_eq!(finding.count, 5);
+        assert_eq!(finding.phase, Phase::Early);
+
+        let mut findings = Vec::new();
+        store.close_until(59_999, &mut findings);
+        assert!(findings.is_empty());
+        store.close_until(60_000, &mut findings);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].phase, Phase::Final);
+        assert_eq!(findings[0].window.start, "1970-01-01T00:00:00Z");
+        assert_eq!(findings[0].window.end, "1970-01-01T00:01:00Z");
+    }
+
+    #[test]
+    fn evidence_keeps_earliest_whatever_the_order() {
+        let make = |time_ms: i64| Evidence {
+            time: format_millis(time_ms),
+            time_ms,
+            method: "GET".into(),
+            path: format!("/{time_ms}"),
+            query: None,
+            status: Some(200),
+            latency_ms: None,
+            client: "c".into(),
+            principal: None,
+            user_agent: None,
+            matched: None,
+        };
+        let mut forward = Vec::new();
+        let mut backward = Vec::new();
+        for t in 0..20 {
+            keep_earliest(&mut forward, &make(t), 3);
+            keep_earliest(&mut backward, &make(19 - t), 3);
+        }
+        let times: Vec<i64> = forward.iter().map(|e| e.time_ms).collect();
+        assert_eq!(times, vec![0, 1, 2]);
+        assert_eq!(forward, backward);
+    }
+}
