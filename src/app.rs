@@ -35,6 +35,81 @@ pub struct OutputPlan {
     pub final_only: bool,
 }
 
+/// The most worker threads a run may ask for; each one is a thread with its own buffers.
+pub const MAX_WORKERS: usize = 64;
+
+/// The longest allowed lateness; windows stay open this much longer than their size.
+pub const MAX_LATENESS_MS: u64 = 7 * 86_400_000;
+
+/// Checks settings that apply to every run before anything is opened or created.
+pub fn check_run_settings(
+    workers: usize,
+    lateness_ms: u64,
+    specs: &[PartitionSpec],
+    plan: &OutputPlan,
+) -> anyhow::Result<()> {
+    if workers == 0 || workers > MAX_WORKERS {
+        bail!("invalid worker count {workers}: use 1 to {MAX_WORKERS}");
+    }
+    if lateness_ms > MAX_LATENESS_MS {
+        bail!(
+            "invalid allowed lateness {}: the maximum is 7d",
+            feedloop_rules::HumanDuration(lateness_ms)
+        );
+    }
+    let stdin_count = specs
+        .iter()
+        .filter(|s| matches!(s, PartitionSpec::Stdin { .. }))
+        .count();
+    if stdin_count > 1 {
+        bail!("standard input (`-`) is given {stdin_count} times; give it once");
+    }
+    let outputs = [&plan.findings_file, &plan.dead_letter_file];
+    for spec in specs {
+        let PartitionSpec::File { path, .. } = spec else {
+            continue;
+        };
+        for output in outputs.iter().copied().flatten() {
+            if same_file(path, output) {
+                bail!(
+                    "output file {} is also an input; writing it would destroy the input, so choose another output path",
+                    output.display()
+                );
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (&plan.findings_file, &plan.dead_letter_file) {
+        if same_file(a, b) {
+            bail!(
+                "the findings file and the dead-letter file are both {}; give them different paths",
+                a.display()
+            );
+        }
+    }
+    for hook in &plan.webhooks {
+        feedloop_connectors::sink::webhook::check(hook).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// Returns true when two paths name the same file, existing or not.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let resolve = |p: &std::path::Path| -> Option<PathBuf> {
+        if let Ok(path) = p.canonicalize() {
+            return Some(path);
+        }
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Loads rules from paths, or the shipped packs when none are given.
 pub fn load_rules(paths: &[PathBuf]) -> anyhow::Result<RuleSet> {
     let set = if paths.is_empty() {
@@ -83,7 +158,9 @@ pub fn open_partitions(
                     slot.push(Box::new(reader));
                 }
                 PartitionSpec::Stdin { format } => {
-                    slot.push(Box::new(LineReader::stdin(format.clone())));
+                    let reader = LineReader::stdin(format.clone())
+                        .context("failed to read standard input")?;
+                    slot.push(Box::new(reader));
                 }
                 PartitionSpec::Kafka { source, partition } => kafka_mine[*source].push(*partition),
             }
@@ -116,16 +193,18 @@ pub fn execute(
         stdout_jsonl: plan.stdout_jsonl,
         ..Default::default()
     };
+    // Webhooks first: their secrets can still fail to resolve, and files are truncated on
+    // create.
+    for hook in &plan.webhooks {
+        sinks
+            .webhooks
+            .push(WebhookSink::start(hook).map_err(anyhow::Error::msg)?);
+    }
     if let Some(path) = &plan.findings_file {
         sinks.findings_file = Some(JsonlFile::create(path)?);
     }
     if let Some(path) = &plan.dead_letter_file {
         sinks.dead_letter_file = Some(JsonlFile::create(path)?);
-    }
-    for hook in &plan.webhooks {
-        sinks
-            .webhooks
-            .push(WebhookSink::start(hook).map_err(anyhow::Error::msg)?);
     }
 
     let stop = options.stop.clone();

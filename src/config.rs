@@ -35,6 +35,38 @@ pub struct Config {
     /// The finding outputs.
     #[serde(default)]
     pub outputs: OutputsConfig,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Resource limits of a run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The most windows one rule may keep open per worker; hits beyond are dropped and counted.
+    #[serde(default = "default_max_windows")]
+    pub max_windows_per_rule: usize,
+    /// How far ahead of the wall clock an event time may be; later events are dead-lettered.
+    #[serde(default = "default_max_future")]
+    pub max_future: HumanDuration,
+}
+
+fn default_max_windows() -> usize {
+    250_000
+}
+
+fn default_max_future() -> HumanDuration {
+    HumanDuration(86_400_000)
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_windows_per_rule: default_max_windows(),
+            max_future: default_max_future(),
+        }
+    }
 }
 
 fn one() -> usize {

@@ -65,6 +65,9 @@ enum Command {
         /// Write records that fail to decode, and late events, to this JSON Lines file.
         #[arg(long)]
         dead_letter: Option<PathBuf>,
+        /// The most windows one rule may keep open per worker; hits beyond are dropped and counted.
+        #[arg(long, default_value_t = 250_000)]
+        max_windows_per_rule: usize,
     },
     /// Decode log files and print each event as native JSON, one per line, for publishing to
     /// Kafka or checking a field mapping. Records that fail to decode are reported on stderr.
@@ -130,9 +133,11 @@ fn main() -> ExitCode {
             allowed_lateness,
             early,
             dead_letter,
+            max_windows_per_rule,
         } => {
             let input_format = input_format.into();
             let options = ScanOptions {
+                max_windows_per_rule,
                 format,
                 input_format,
                 workers,
@@ -183,6 +188,7 @@ fn init_logging() {
 }
 
 struct ScanOptions {
+    max_windows_per_rule: usize,
     format: OutputFormat,
     input_format: FormatConfig,
     workers: usize,
@@ -197,7 +203,7 @@ fn scan(
     options: ScanOptions,
 ) -> anyhow::Result<ExitCode> {
     let rules = app::load_rules(&rule_paths)?;
-    let workers = options.workers.max(1);
+    let workers = options.workers;
     let specs: Vec<PartitionSpec> = files
         .into_iter()
         .map(|path| {
@@ -213,7 +219,6 @@ fn scan(
             }
         })
         .collect();
-    let readers = app::open_partitions(&specs, &[], workers)?;
     let jsonl = options.format == OutputFormat::Jsonl;
     let plan = OutputPlan {
         console: (!jsonl).then_some(Console {
@@ -225,9 +230,13 @@ fn scan(
         webhooks: Vec::new(),
         final_only: !options.early,
     };
+    let lateness = options.allowed_lateness.as_millis();
+    app::check_run_settings(workers, lateness, &specs, &plan)?;
+    let readers = app::open_partitions(&specs, &[], workers)?;
     let run_options = RunOptions {
         workers,
-        allowed_lateness_ms: options.allowed_lateness.as_millis(),
+        allowed_lateness_ms: lateness,
+        max_windows_per_rule: options.max_windows_per_rule,
         ..RunOptions::default()
     };
     let (counts, report) = app::execute(&rules, run_options, readers, plan)?;
@@ -238,13 +247,13 @@ fn scan(
         print!("{summary}");
         let _ = std::io::stdout().flush();
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&report))
 }
 
 fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config_path)?;
     let rules = app::load_rules(&config.rules)?;
-    let workers = workers.unwrap_or(config.workers).max(1);
+    let workers = workers.unwrap_or(config.workers);
 
     let mut specs = Vec::new();
     let mut kafka_sources = Vec::new();
@@ -262,8 +271,6 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
             SourceConfig::Kafka(kafka) => kafka_sources.push(kafka.clone()),
         }
     }
-    specs.extend(app::kafka_partitions(&kafka_sources)?);
-    let readers = app::open_partitions(&specs, &kafka_sources, workers)?;
 
     let console = &config.outputs.console;
     let plan = OutputPlan {
@@ -276,9 +283,15 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
         webhooks: config.outputs.webhooks.clone(),
         final_only: false,
     };
+    let lateness = config.time.allowed_lateness.as_millis();
+    app::check_run_settings(workers, lateness, &specs, &plan)?;
+    specs.extend(app::kafka_partitions(&kafka_sources)?);
+    let readers = app::open_partitions(&specs, &kafka_sources, workers)?;
     let options = RunOptions {
         workers,
-        allowed_lateness_ms: config.time.allowed_lateness.as_millis(),
+        allowed_lateness_ms: lateness,
+        max_windows_per_rule: config.limits.max_windows_per_rule,
+        max_future_ms: config.limits.max_future.as_millis(),
         ..RunOptions::default()
     };
     let (counts, report) = app::execute(&rules, options, readers, plan)?;
@@ -289,7 +302,7 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
     if let Some(dead) = &config.dead_letter {
         println!("  dead letters written to {}", dead.path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&report))
 }
 
 fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitCode> {
@@ -323,6 +336,16 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
         eprintln!("{failed} records failed to decode");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Returns failure when the run lost anything (an input cut short, a failed write, a finding
+/// a webhook did not accept), so scripts and CI notice; the summary says what.
+fn exit_code(report: &feedloop_connectors::sink::DeliveryReport) -> ExitCode {
+    if report.lost_anything() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn check_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {

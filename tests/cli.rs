@@ -133,3 +133,133 @@ fn scan_dead_letters_bad_lines_and_goes_on() {
     assert_eq!(letters[1]["position"], serde_json::json!({"line": 2}));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn scan_rejects_output_that_is_an_input() {
+    let dir = common::temp_dir("same-file");
+    let log = dir.join("access.log");
+    std::fs::copy(common::yauaa_log(), &log).unwrap();
+    let output = common::feedloop(&[
+        "scan",
+        "--dead-letter",
+        log.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is also an input"), "{stderr}");
+    let kept = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(kept, std::fs::metadata(common::yauaa_log()).unwrap().len());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scan_rejects_worker_counts_out_of_range() {
+    for workers in ["0", "65"] {
+        let output = common::feedloop(&[
+            "scan",
+            "--workers",
+            workers,
+            common::yauaa_log().to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!("error: invalid worker count {workers}: use 1 to 64");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+    }
+}
+
+#[test]
+fn far_future_time_does_not_blind_rules() {
+    let dir = common::temp_dir("future");
+    let log = dir.join("access.log");
+    let mut text = String::from(
+        "203.0.113.9 - - [31/Dec/9999:23:59:59 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"-\"\n",
+    );
+    text.push_str(&std::fs::read_to_string(common::yauaa_log()).unwrap());
+    std::fs::write(&log, text).unwrap();
+    let dead = dir.join("dead.jsonl");
+    let output = common::feedloop(&[
+        "scan",
+        "--dead-letter",
+        dead.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(common::summary_count(&summary, "invalid time"), 1);
+    assert_eq!(common::summary_count(&summary, "late"), 0);
+    assert_eq!(common::summary_count(&summary, "findings"), 94);
+    let letters = common::parse_lines(&std::fs::read(&dead).unwrap());
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["reason"], "time");
+    let error = letters[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("invalid event time 9999-12-31T23:59:59.000Z: too far in the future"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn console_escapes_control_characters() {
+    let dir = common::temp_dir("escape");
+    let log = dir.join("events.jsonl");
+    let line = r#"{"time": 1700000000000, "client": "198.51.100.1", "method": "GET", "path": "/wp-login.php\n[final] CRITICAL fake\u001b[2J", "status": 404}"#;
+    std::fs::write(&log, format!("{line}\n")).unwrap();
+    let output = common::feedloop(&["scan", log.to_str().unwrap()]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with("[final] CRITICAL fake")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"\n[final] CRITICAL fake\u{1b}[2J"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn truncated_gzip_fails_the_run() {
+    let dir = common::temp_dir("truncated");
+    let gz =
+        std::fs::read(common::root().join("examples/quickstart/data/semicomplete-access.log.gz"))
+            .unwrap();
+    let log = dir.join("cut.log.gz");
+    std::fs::write(&log, &gz[..gz.len() / 2]).unwrap();
+    let output = common::feedloop(&["scan", log.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let records = common::summary_count(&stdout, "records read");
+    assert!(records > 1000 && records < 10_000, "{records} records");
+    assert!(stdout.contains("  error: "), "{stdout}");
+    assert!(
+        stdout.contains("cut.log.gz: failed to read after line"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn scan_reads_gzip_from_stdin() {
+    let gz =
+        std::fs::read(common::root().join("examples/quickstart/data/basjes-hackers-access.log.gz"))
+            .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_feedloop"))
+        .args(["scan", "--format", "jsonl", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&gz).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(common::parse_lines(&output.stdout).len(), 94);
+}

@@ -81,7 +81,12 @@ fn header(request: &tiny_http::Request, name: &'static str) -> Option<String> {
 
 /// Runs the recon pack over the semicomplete log with one webhook and returns the findings
 /// written to the JSON Lines file, stdout and stderr.
-fn run_with_webhook(name: &str, url: &str, extra: &str) -> (Vec<Value>, String, String) {
+fn run_with_webhook(
+    name: &str,
+    url: &str,
+    extra: &str,
+    expect_success: bool,
+) -> (Vec<Value>, String, String) {
     let dir = common::temp_dir(name);
     let findings = dir.join("findings.jsonl");
     let config = format!(
@@ -98,8 +103,10 @@ fn run_with_webhook(name: &str, url: &str, extra: &str) -> (Vec<Value>, String, 
         .env("FEEDLOOP_LOG", "debug")
         .output()
         .unwrap();
-    assert!(
+    // A finding the webhook did not accept makes the run fail, after it has finished.
+    assert_eq!(
         output.status.success(),
+        expect_success,
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -125,7 +132,7 @@ fn sorted_bodies(seen: &[Seen], status: u16) -> Vec<String> {
 #[test]
 fn webhook_retries_503_then_delivers_everything() {
     let receiver = Receiver::start(|i| if i == 0 { 503 } else { 200 });
-    let (findings, stdout, stderr) = run_with_webhook("hook-503", &receiver.url, "");
+    let (findings, stdout, stderr) = run_with_webhook("hook-503", &receiver.url, "", true);
     let seen = receiver.seen();
 
     let mut expected: Vec<String> = findings.iter().map(Value::to_string).collect();
@@ -156,7 +163,7 @@ fn webhook_retries_503_then_delivers_everything() {
 #[test]
 fn webhook_does_not_retry_400() {
     let receiver = Receiver::start(|i| if i == 3 { 400 } else { 200 });
-    let (findings, stdout, stderr) = run_with_webhook("hook-400", &receiver.url, "");
+    let (findings, stdout, stderr) = run_with_webhook("hook-400", &receiver.url, "", false);
     let seen = receiver.seen();
     assert_eq!(seen.len(), findings.len());
     assert_eq!(seen.iter().filter(|s| s.status == 400).count(), 1);
@@ -181,7 +188,8 @@ fn webhook_gives_up_after_max_attempts() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/findings");
-    let (findings, stdout, _) = run_with_webhook("hook-refused", &url, "      max_attempts: 2\n");
+    let (findings, stdout, _) =
+        run_with_webhook("hook-refused", &url, "      max_attempts: 2\n", false);
     let line = format!(
         "webhook {url}: 0 delivered, {} retried, {} failed, 0 dropped",
         findings.len(),

@@ -20,8 +20,9 @@
 //! share shrinks. With a very small share, a burst can spread past a rule's window and go
 //! undetected. That happens in real traffic too.
 //!
-//! NOTE: latency and response sizes go through `f64::ln` and `f64::cos` from the platform's
-//! math library, so the same seed can produce slightly different numbers on other platforms.
+//! NOTE: arrival gaps, latencies, sizes and client choice go through `ln`, `exp`, `cos` and
+//! `powf` from the platform's math library. The same seed can therefore produce slightly
+//! different values on another platform, although the sequence of random draws is the same.
 
 mod attack;
 mod catalog;
@@ -41,7 +42,7 @@ use attack::Campaigns;
 use catalog::Traffic;
 
 /// The version of the generated traffic. It changes whenever the same configuration would
-/// produce different bytes, so cached event files can be told apart.
+/// produce different bytes, so cached event files of different versions are never mixed up.
 pub const GENERATOR_VERSION: u32 = 1;
 
 /// The furthest an event's time is moved back from its arrival time, in milliseconds.
@@ -58,7 +59,7 @@ const SCHEDULE_STREAM: u64 = 1;
 const TRAFFIC_STREAM: u64 = 2;
 const ATTACK_STREAM: u64 = 3;
 
-/// What to generate.
+/// Options of one generated run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GeneratorConfig {
     /// Seed of every random choice.
@@ -78,8 +79,8 @@ pub struct GeneratorConfig {
     pub principals: u32,
 }
 
-/// The most normal clients a run can have, the size of the address range they are drawn from.
-pub const MAX_CLIENTS: u32 = catalog::CLIENT_ADDRESSES;
+/// The maximum number of normal clients, set by the address range they are drawn from.
+pub const MAX_CLIENTS: u32 = catalog::MAX_CLIENTS;
 
 impl Default for GeneratorConfig {
     fn default() -> GeneratorConfig {
@@ -169,10 +170,11 @@ impl std::error::Error for InvalidConfig {}
 /// One generated API call and, for attack traffic, what it belongs to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GeneratedEvent {
-    /// The call. An empty `route` means that no route of the service matched the path, so the
-    /// record carries no route and the decoder derives one from the path.
+    /// The call. An empty `route` means that the record carries none, because the service's
+    /// log has no route field or no route matched the path. The decoder then derives the route
+    /// from the path.
     pub event: ApiEvent,
-    /// The attack campaign the call belongs to; `None` for normal traffic.
+    /// The attack campaign the call belongs to, or `None` for normal traffic.
     pub attack: Option<AttackLabel>,
 }
 
@@ -218,7 +220,7 @@ impl Generator {
     fn next_time_ms(&mut self) -> i64 {
         let mean_gap_ms = 1_000.0 / self.config.rate_per_second;
         let uniform: f64 = self.schedule_rng.random();
-        // Exponential gaps between arrivals; `1 - uniform` is never 0, so `ln` stays finite.
+        // Gaps between arrivals are exponential. `1 - uniform` is never 0, so `ln` stays finite.
         self.arrival_ms += -(1.0 - uniform).ln() * mean_gap_ms;
 
         let max_delay = if self.schedule_rng.random_bool(LONG_DELAY_SHARE) {
@@ -254,8 +256,7 @@ impl Iterator for Generator {
         self.emitted += 1;
 
         let generated = if is_attack {
-            self.campaigns
-                .next_event(&mut self.attack_rng, &self.traffic, time_ms)
+            self.campaigns.next_event(&mut self.attack_rng, time_ms)
         } else {
             GeneratedEvent {
                 event: self.traffic.next_event(&mut self.traffic_rng, time_ms),

@@ -26,7 +26,7 @@ use crate::gen::{self, Generator, GeneratorConfig, GENERATOR_VERSION};
 /// Read buffer size of the baseline, the same as feedloop's file source.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
 
-/// What a cached events file holds, stored beside it as JSON.
+/// Description of a cached events file, stored beside it as JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// [`GENERATOR_VERSION`] that wrote the file.
@@ -68,13 +68,13 @@ impl Manifest {
 /// An events file ready to be read.
 #[derive(Clone, Debug)]
 pub struct EventsFile {
-    /// Where the file is.
+    /// Path of the file.
     pub path: PathBuf,
-    /// What it holds.
+    /// Description of its contents.
     pub manifest: Manifest,
     /// Whether an earlier run had already written it.
     pub reused: bool,
-    /// Time spent generating it; zero when it was reused.
+    /// Time spent generating it, or zero when it was reused.
     pub generation: Duration,
 }
 
@@ -136,7 +136,8 @@ pub fn prepare_events(dir: &Path, config: &GeneratorConfig) -> io::Result<Events
     })
 }
 
-/// Reads the manifest of a cached file; `None` when either is missing or they do not match.
+/// Reads the manifest of a cached file. Returns `None` when either file is missing or they
+/// do not match.
 fn read_manifest(manifest_path: &Path, path: &Path, config: &GeneratorConfig) -> Option<Manifest> {
     let text = fs::read_to_string(manifest_path).ok()?;
     let manifest: Manifest = serde_json::from_str(&text).ok()?;
@@ -144,7 +145,7 @@ fn read_manifest(manifest_path: &Path, path: &Path, config: &GeneratorConfig) ->
     (manifest.matches(config) && manifest.bytes == length).then_some(manifest)
 }
 
-/// What the decode baseline read.
+/// Counts of the lines that the decode baseline read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeCount {
     /// Non-blank lines read.
@@ -200,7 +201,7 @@ impl Measurement {
     }
 }
 
-/// Returns the median of the values; the mean of the middle two for an even count.
+/// Returns the median of the values, which is the mean of the middle two for an even count.
 ///
 /// # Panics
 ///

@@ -32,12 +32,21 @@ use crate::driver::Output;
 use crate::finding::Finding;
 use crate::window::{hits_of, GroupKey, Hit, WindowStore};
 
+/// Resource limits of the dataflow and where their overflow is counted.
+pub struct Limits {
+    /// The most windows one rule may keep open on one worker.
+    pub max_windows_per_rule: usize,
+    /// The run's counters; dropped hits are added here.
+    pub counters: Arc<crate::driver::Counters>,
+}
+
 /// Builds the dataflow over an event stream; findings go to `output` from worker 0.
 pub fn build<'scope>(
     events: StreamVec<'scope, u64, ApiEvent>,
     rules: Arc<[Rule]>,
     output: Sender<Output>,
     probe: &ProbeHandle<u64>,
+    limits: Limits,
 ) {
     let matching = rules.clone();
     let findings = events
@@ -49,7 +58,8 @@ pub fn build<'scope>(
         })
         // Count each group's windows on the worker its key hashes to.
         .unary_frontier(Exchange::new(group_hash), "Windows", move |_, _| {
-            let mut windows = Windows::new(rules);
+            let mut windows = Windows::new(rules, limits.max_windows_per_rule);
+            let counters = limits.counters;
             move |(input, frontier), output| {
                 let port = output.output_index();
                 input.for_each(|cap, data| {
@@ -57,6 +67,13 @@ pub fn build<'scope>(
                         windows.absorb(time, || cap.retain_least(port), data);
                     }
                 });
+                let dropped = windows.store.take_dropped();
+                if dropped > 0 {
+                    let before = counters.dropped_hits.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+                    if before == 0 {
+                        tracing::warn!(dropped, "a rule reached its limit of open windows; hits that would open more are dropped and counted");
+                    }
+                }
                 let watermark = frontier.frontier().first().copied();
                 windows.advance(watermark, |at, findings| {
                     output.session(at).give_iterator(findings.into_iter());
@@ -97,9 +114,9 @@ struct Windows {
 }
 
 impl Windows {
-    fn new(rules: Arc<[Rule]>) -> Windows {
+    fn new(rules: Arc<[Rule]>, max_windows_per_rule: usize) -> Windows {
         Windows {
-            store: WindowStore::new(rules),
+            store: WindowStore::with_limit(rules, max_windows_per_rule),
             hold: None,
             pending_early: BTreeMap::new(),
             fired: Vec::new(),

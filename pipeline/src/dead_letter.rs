@@ -27,6 +27,9 @@ pub enum Reason {
     Decode,
     /// The event is older than the watermark allowed, so its windows had already closed.
     Late,
+    /// The event time is implausible: before 1970, or further ahead of the wall clock than
+    /// the run allows. Such a time would close every open window at once.
+    Time,
 }
 
 /// A record set aside with its origin, the reason and the raw bytes (capped).

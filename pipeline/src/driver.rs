@@ -62,6 +62,8 @@ pub struct ReadBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// Records read, decoded or not.
     pub records: u64,
+    /// A failure that ended the partition early, such as a truncated gzip stream.
+    pub failure: Option<String>,
 }
 
 impl ReadBatch {
@@ -69,6 +71,7 @@ impl ReadBatch {
         self.events.clear();
         self.dead_letters.clear();
         self.records = 0;
+        self.failure = None;
     }
 }
 
@@ -80,6 +83,8 @@ pub type ReaderFactory = Arc<dyn Fn(usize, usize) -> Vec<Box<dyn PartitionReader
 pub enum Output {
     Finding(Box<Finding>),
     DeadLetter(Box<DeadLetter>),
+    /// A partition ended early on a read error; the message names the partition.
+    InputError(String),
 }
 
 /// Settings of a run.
@@ -93,6 +98,12 @@ pub struct RunOptions {
     pub batch_size: usize,
     /// Set to end the run: every partition is treated as finished and every window closes.
     pub stop: Arc<AtomicBool>,
+    /// How far ahead of the wall clock an event time may be; later events are dead-lettered,
+    /// because one such time would push the watermark past every open window.
+    pub max_future_ms: u64,
+    /// The most windows one rule may keep open on one worker; hits that would open more are
+    /// dropped and counted.
+    pub max_windows_per_rule: usize,
 }
 
 impl Default for RunOptions {
@@ -102,6 +113,8 @@ impl Default for RunOptions {
             allowed_lateness_ms: 60_000,
             batch_size: 1024,
             stop: Arc::new(AtomicBool::new(false)),
+            max_future_ms: 86_400_000,
+            max_windows_per_rule: 250_000,
         }
     }
 }
@@ -113,6 +126,9 @@ pub struct Counters {
     pub decoded: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub late: AtomicU64,
+    pub bad_time: AtomicU64,
+    pub input_errors: AtomicU64,
+    pub dropped_hits: AtomicU64,
 }
 
 /// The final counts of a run.
@@ -126,6 +142,12 @@ pub struct RunCounts {
     pub dead_lettered: u64,
     /// Decoded events that arrived after their windows closed.
     pub late: u64,
+    /// Decoded events with an implausible time (before 1970 or far in the future).
+    pub bad_time: u64,
+    /// Partitions that ended early on a read error.
+    pub input_errors: u64,
+    /// Hits dropped because a rule reached its limit of open windows.
+    pub dropped_hits: u64,
 }
 
 /// A run that could not start or whose worker failed.
@@ -159,7 +181,11 @@ pub fn run(
         let rules = rules.clone();
         let sink = output.clone();
         worker.dataflow::<u64, _, _>(|scope| {
-            dataflow::build(input.to_stream(scope), rules, sink, &probe);
+            let limits = dataflow::Limits {
+                max_windows_per_rule: options.max_windows_per_rule,
+                counters: shared.clone(),
+            };
+            dataflow::build(input.to_stream(scope), rules, sink, &probe, limits);
         });
 
         let partitions = readers(worker.index(), worker.peers());
@@ -184,6 +210,9 @@ pub fn run(
         decoded: counters.decoded.load(Ordering::Relaxed),
         dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
         late: counters.late.load(Ordering::Relaxed),
+        bad_time: counters.bad_time.load(Ordering::Relaxed),
+        input_errors: counters.input_errors.load(Ordering::Relaxed),
+        dropped_hits: counters.dropped_hits.load(Ordering::Relaxed),
     })
 }
 
@@ -206,6 +235,7 @@ struct Feeder<'a> {
     partitions: Vec<Box<dyn PartitionReader>>,
     clocks: Vec<Clock>,
     lateness: i64,
+    max_future_ms: i64,
     batch_size: usize,
     stop: Arc<AtomicBool>,
     counters: &'a Counters,
@@ -235,7 +265,8 @@ impl<'a> Feeder<'a> {
         Feeder {
             partitions,
             clocks,
-            lateness: options.allowed_lateness_ms as i64,
+            lateness: options.allowed_lateness_ms.min(i64::MAX as u64) as i64,
+            max_future_ms: options.max_future_ms.min(i64::MAX as u64 / 2) as i64,
             batch_size: options.batch_size.max(1),
             stop: options.stop.clone(),
             counters,
@@ -325,9 +356,23 @@ impl<'a> Feeder<'a> {
         for letter in self.batch.dead_letters.drain(..) {
             let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
         }
+        if let Some(failure) = self.batch.failure.take() {
+            counters.input_errors.fetch_add(1, Ordering::Relaxed);
+            let _ = self.output.send(Output::InputError(format!(
+                "{}: {failure}",
+                self.partitions[p].name()
+            )));
+        }
+        let latest_allowed = wall_clock_ms().saturating_add(self.max_future_ms);
 
         let input_time = *input.time() as i64;
         for (event, position) in self.batch.events.drain(..) {
+            if event.time_ms < 0 || event.time_ms > latest_allowed {
+                counters.bad_time.fetch_add(1, Ordering::Relaxed);
+                let letter = bad_time_letter(self.partitions[p].name(), position, &event);
+                let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
+                continue;
+            }
             let clock = &mut self.clocks[p];
             let floor = clock
                 .watermark(self.lateness)
@@ -409,6 +454,25 @@ impl WatermarkBoard {
             .filter(|t| *t != i64::MIN)
             .min()
     }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn bad_time_letter(source: &str, position: Position, event: &ApiEvent) -> DeadLetter {
+    let raw = serde_json::to_vec(event).expect("an event always serializes");
+    let error = if event.time_ms < 0 {
+        format!("invalid event time {} ms: before 1970", event.time_ms)
+    } else {
+        format!(
+            "invalid event time {}: too far in the future; check the clock or time field of the source",
+            crate::finding::format_millis(event.time_ms)
+        )
+    };
+    DeadLetter::new(source, position, Reason::Time, error, &raw)
 }
 
 fn late_letter(source: &str, position: Position, event: &ApiEvent, floor: i64) -> DeadLetter {

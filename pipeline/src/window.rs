@@ -192,37 +192,71 @@ pub struct WindowStore {
     windows: FxHashMap<GroupKey, BTreeMap<i64, WindowState>>,
     /// Window end to the groups with a window ending there.
     closing: BTreeMap<i64, Vec<GroupKey>>,
+    /// Open windows per rule, and the most each rule may have.
+    open_per_rule: Vec<usize>,
+    max_windows_per_rule: usize,
+    /// Hits that found their rule at its window limit since the last `take_dropped`.
+    dropped: u64,
 }
 
 impl WindowStore {
-    /// Creates an empty store for the rules that produced the hits.
+    /// Creates an empty store for the rules that produced the hits, with no window limit.
     pub fn new(rules: Arc<[Rule]>) -> WindowStore {
+        WindowStore::with_limit(rules, usize::MAX)
+    }
+
+    /// Creates an empty store where each rule may keep at most `max_windows_per_rule` windows
+    /// open. A hit that would open one more is dropped and counted, so a flood of distinct
+    /// groups (one per request path, say) costs bounded memory.
+    pub fn with_limit(rules: Arc<[Rule]>, max_windows_per_rule: usize) -> WindowStore {
+        let open_per_rule = vec![0; rules.len()];
         WindowStore {
             rules,
             windows: FxHashMap::default(),
             closing: BTreeMap::new(),
+            open_per_rule,
+            max_windows_per_rule,
+            dropped: 0,
         }
+    }
+
+    /// Returns and resets the number of hits dropped at the window limit.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Adds a hit to each window it falls in. Pushes onto `early` each window whose condition
     /// now holds for the first time, as the group and window start.
     pub fn insert(&mut self, hit: Hit, early: &mut Vec<(GroupKey, i64)>) {
         let rule = &self.rules[hit.rule as usize];
+        let index = hit.rule as usize;
         let key: GroupKey = (hit.rule, hit.group.clone());
         let windows = self.windows.entry(key).or_default();
+        let mut dropped = false;
         for start in rule.window.starts(hit.time_ms) {
-            let state = windows.entry(start).or_insert_with(|| {
+            if !windows.contains_key(&start) {
+                if self.open_per_rule[index] >= self.max_windows_per_rule {
+                    dropped = true;
+                    continue;
+                }
+                self.open_per_rule[index] += 1;
                 let end = start + rule.window.size_ms as i64;
                 self.closing
                     .entry(end)
                     .or_default()
                     .push((hit.rule, hit.group.clone()));
-                WindowState::default()
-            });
+            }
+            let state = windows.entry(start).or_default();
             state.add(&hit, rule.max_evidence);
             if !state.fired_early && fires_early(&rule.detection) && state.holds(&rule.detection) {
                 state.fired_early = true;
                 early.push(((hit.rule, hit.group.clone()), start));
+            }
+        }
+        if dropped {
+            self.dropped += 1;
+            if windows.is_empty() {
+                self.windows.remove(&(hit.rule, hit.group));
             }
         }
     }
@@ -256,6 +290,7 @@ impl WindowStore {
                 let Some(state) = windows.remove(&start) else {
                     continue;
                 };
+                self.open_per_rule[key.0 as usize] -= 1;
                 let now_empty = windows.is_empty();
                 if state.holds(&rule.detection) {
                     out.push(self.finding(&key, start, &state, Phase::Final));
@@ -403,6 +438,25 @@ mod tests {
         store.close_until(i64::MAX, &mut findings);
         assert_eq!(store.open_windows(), 0);
         assert_eq!(store.next_end(), None);
+    }
+
+    #[test]
+    fn window_limit_drops_and_counts() {
+        let set = RuleSet::from_text(Path::new("t.yaml"), SLIDING).unwrap();
+        let mut store = WindowStore::with_limit(set.rules().to_vec().into(), 25);
+        let mut early = Vec::new();
+        // Each new client opens 10 windows; the third client finds only 5 left.
+        for client in ["a", "b", "c", "d"] {
+            store.insert(hit(client, 0), &mut early);
+        }
+        assert_eq!(store.open_windows(), 25);
+        assert_eq!(store.take_dropped(), 2);
+        assert_eq!(store.take_dropped(), 0);
+        let mut findings = Vec::new();
+        store.close_until(i64::MAX, &mut findings);
+        assert_eq!(store.open_windows(), 0);
+        store.insert(hit("d", 0), &mut early);
+        assert_eq!(store.open_windows(), 10);
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn run_until_first_final(workers: usize, readers: ReaderFactory) -> (usize, usiz
         allowed_lateness_ms: 10_000,
         batch_size: 50,
         stop: stop.clone(),
+        ..RunOptions::default()
     };
     let (sender, receiver) = mpsc::channel();
     let rules = rules();

@@ -481,9 +481,21 @@ fn compile_signature(s: &crate::schema::SignatureSpec) -> Result<Detection, Rule
         .map(|p| (p.name.clone(), p.regex.clone()))
         .collect();
     let signature = Signature::new(fields, &patterns).map_err(|(i, err)| {
+        if i == usize::MAX {
+            return RuleIssue::new(
+                "signature.patterns",
+                format!("the {} patterns together are too large to compile: {err}; split them over several rules", patterns.len()),
+                EXAMPLE,
+            );
+        }
+        let source = &patterns[i].1;
+        let shown: String = source.chars().take(200).collect();
+        let more = if shown.len() < source.len() { "..." } else { "" };
+        let err = err.to_string();
+        let err: String = err.chars().take(500).collect();
         RuleIssue::new(
             format!("signature.patterns[{i}].regex"),
-            format!("invalid regular expression `{}`: {err}", patterns[i].1),
+            format!("invalid regular expression `{shown}{more}`: {err}"),
             EXAMPLE,
         )
     })?;

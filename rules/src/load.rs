@@ -106,10 +106,18 @@ impl RuleSet {
             });
         }
 
+        // The same file reached twice (`rules check a a`, or a link to it) is read once.
+        let mut seen = std::collections::BTreeSet::new();
+        files.retain(|f| seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())));
+
         let mut set = RuleSet::default();
         for file in files {
             match std::fs::read_to_string(&file) {
-                Ok(text) => set.add_text(&file, &text, &mut errors),
+                Ok(text) => set.add_text(
+                    &file,
+                    text.strip_prefix('\u{feff}').unwrap_or(&text),
+                    &mut errors,
+                ),
                 Err(err) => errors.push(LoadError {
                     file: file.clone(),
                     line: None,
@@ -219,6 +227,18 @@ fn duplicate_error(origin: &Origin, id: &str, first: &Origin) -> LoadError {
 }
 
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Box<LoadError>> {
+    let mut visited = std::collections::BTreeSet::new();
+    collect_files_in(path, files, &mut visited, true)
+}
+
+/// Walks `path`, skipping folders already visited (symbolic link loops) and anything that is
+/// not a regular file, such as a FIFO that would block the read forever.
+fn collect_files_in(
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    visited: &mut std::collections::BTreeSet<PathBuf>,
+    named: bool,
+) -> Result<(), Box<LoadError>> {
     let io_error = |err: std::io::Error| {
         Box::new(LoadError {
             file: path.to_path_buf(),
@@ -234,19 +254,30 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Box<LoadEr
         files.push(path.to_path_buf());
         return Ok(());
     }
+    if !meta.is_dir() {
+        if named {
+            return Err(io_error(std::io::Error::other(
+                "not a regular file or folder",
+            )));
+        }
+        return Ok(());
+    }
+    let canonical = path.canonicalize().map_err(io_error)?;
+    if !visited.insert(canonical) {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(io_error)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
     for entry in entries {
-        if entry.is_dir() {
-            collect_files(&entry, files)?;
-        } else if matches!(
+        let is_rule_file = matches!(
             entry.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        ) {
-            files.push(entry);
+        );
+        if entry.is_dir() || is_rule_file {
+            collect_files_in(&entry, files, visited, false)?;
         }
     }
     Ok(())

@@ -96,6 +96,11 @@ impl Signature {
                 continue;
             };
             let text = decode(&raw);
+            // Most values match nothing: a plain yes/no pass is much cheaper than collecting
+            // every matching pattern, which only the rare matching value needs.
+            if !self.set.is_match(&text) {
+                continue;
+            }
             let Some(pattern) = self.set.matches(&text).iter().next() else {
                 continue;
             };

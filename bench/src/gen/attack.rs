@@ -19,12 +19,12 @@ use super::catalog::{
 };
 use super::{log_normal, pick_weighted, GeneratedEvent};
 
-/// How many campaigns run at once. Attack events are dealt among them at random.
+/// The number of campaigns that run at once. Attack events are dealt among them at random.
 const CONCURRENT_CAMPAIGNS: usize = 3;
 
-/// The longest encoded payload. A longer encoding falls back to [`Encoding::Minimal`], which
-/// keeps records within the generator's size range.
-const MAX_ENCODED_PAYLOAD: usize = 120;
+/// The maximum length of an encoded payload in bytes. A longer encoding falls back to
+/// [`Encoding::Minimal`], which keeps records within the generator's size range.
+const MAX_ENCODED_PAYLOAD: usize = 90;
 
 /// A kind of attack, and the shipped rule that detects it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,8 +90,8 @@ impl AttackKind {
         }
     }
 
-    /// Number of requests in one campaign. Bursts are long enough to cross their rule's
-    /// threshold of 10 within its window.
+    /// Number of requests in one campaign. Bursts have at least 15 requests, so they can cross
+    /// their rule's threshold of 10 even when a few requests get other statuses.
     fn requests(self) -> RangeInclusive<u32> {
         match self {
             AttackKind::SqlInjection => 12..=40,
@@ -103,7 +103,7 @@ impl AttackKind {
         }
     }
 
-    /// User agents the kind's tools send; one is picked per campaign.
+    /// User agents the kind's tools send. Each campaign picks one.
     fn user_agents(self) -> &'static [&'static str] {
         match self {
             AttackKind::SqlInjection => &[
@@ -144,7 +144,7 @@ impl AttackKind {
 /// A dated browser user agent, as bots that pose as browsers send.
 const BOT_BROWSER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/90.0.4430.85 Safari/537.36";
 
-/// What an attack event belongs to.
+/// The kind and campaign of an attack event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AttackLabel {
     /// The kind of attack.
@@ -213,7 +213,7 @@ const SENSITIVE_PATHS: &[&str] = &[
 ];
 
 /// Path prefixes of a missing-path sweep.
-const SCAN_PREFIXES: &[&str] = &["", "/api", "/v1", "/api/v2"];
+const SCAN_PREFIXES: &[&str] = &["/api", "/v1", "/api/v2", "/app"];
 
 /// Words of a missing-path sweep. None of them matches `sensitive-path-probe`, so each kind
 /// maps to one rule.
@@ -258,7 +258,7 @@ const SCAN_WORDS: &[&str] = &[
     "/v3/orders",
 ];
 
-/// How a payload is written into a URL.
+/// An encoding of a payload in a URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Encoding {
     /// Only what would break the URL is escaped: space, `#`, `%`, `&`, `+` and control bytes.
@@ -331,7 +331,7 @@ struct Campaign {
     encoding: Encoding,
     /// Service that unmatched paths are logged under.
     service: &'static str,
-    /// Where a sweep starts in its word list.
+    /// Start position of a sweep in its word list.
     offset: usize,
     step: u32,
     remaining: u32,
@@ -404,10 +404,10 @@ impl Campaign {
     /// Builds a request to a known route with the campaign's client, agent and labels.
     fn request(&self, rng: &mut impl Rng, time_ms: i64, route: &Route) -> ApiEvent {
         let mut event = catalog::base_event(rng, time_ms, route.service, route.method);
-        event.route = route.template.to_string();
+        event.route = route.logged_route();
         event.client = self.client.clone();
         event.user_agent = Some(self.user_agent.to_string());
-        event.labels = catalog::labels(self.region);
+        event.labels = catalog::labels(rng, self.region);
         event.request_bytes = Some(catalog::request_bytes(rng, route.body_median_bytes));
         event
     }
@@ -418,7 +418,7 @@ impl Campaign {
         event.path = path;
         event.client = self.client.clone();
         event.user_agent = Some(self.user_agent.to_string());
-        event.labels = catalog::labels(self.region);
+        event.labels = catalog::labels(rng, self.region);
         event.request_bytes = Some(rng.random_range(150..400));
         event.latency_ms = Some(catalog::round_micros(log_normal(rng, 1.5, 0.5)));
         event
@@ -486,7 +486,8 @@ impl Campaign {
         let status = [400, 403, 404, 404][rng.random_range(0..4)];
 
         if rng.random_bool(0.3) {
-            // In the path, slashes encoded so the request reaches the files service.
+            // The payload goes into the path with its slashes encoded, so the request still
+            // reaches the files service.
             let path = format!("/v1/files/{}", Encoding::Percent.apply(payload));
             let mut event = self.unmatched_request(rng, time_ms, path);
             event.service = route.service.to_string();
@@ -507,9 +508,6 @@ impl Campaign {
         let route = &ROUTES[LOGIN_ROUTE];
         let mut event = self.request(rng, time_ms, route);
         event.path = route.template.to_string();
-        event
-            .headers
-            .push(("content-type".to_string(), "application/json".to_string()));
 
         // The last guess of some campaigns succeeds.
         let status = if self.remaining == 1 && rng.random_bool(0.2) {

@@ -5,7 +5,8 @@
 //! region for the whole run, as a real device or integration does.
 //!
 //! Client addresses come from 198.18.0.0/15, the IPv4 range reserved for benchmarks, and from
-//! 2001:db8::/32, the IPv6 documentation range, so generated files never name a real host.
+//! 2001:db8::/32, the IPv6 documentation range. Health checks come from private 10.0.x.x
+//! addresses. So generated files name no public host.
 //! Normal traffic is kept clear of the shipped packs where it can be: no search term looks like
 //! an attack, and few clients pile up 404s or 401s. Some rules still fire on it, such as
 //! `login-abuse-distributed`, because many clients logging in is what normal traffic does.
@@ -17,25 +18,32 @@ use feedloop_rules::ApiEvent;
 use super::{log_normal, pick_weighted};
 
 /// The number of addresses in 198.18.0.0/15.
-pub(super) const CLIENT_ADDRESSES: u32 = 1 << 17;
+const CLIENT_ADDRESSES: u32 = 1 << 17;
+
+/// The maximum number of normal clients: every address of 198.18.0.0/15 but the network
+/// address.
+pub(super) const MAX_CLIENTS: u32 = CLIENT_ADDRESSES - 1;
 
 /// Clients with a hash below this share (in percent) use IPv6.
 const IPV6_PERCENT: u64 = 8;
 
-/// The exponent that skews client choice towards low indexes. With 1.3 and 6,000 clients the
-/// busiest client makes about 0.1% of the calls.
-const CLIENT_SKEW: f64 = 1.3;
+/// The exponent that skews client choice towards low indexes. With 1.2 and 6,000 clients the
+/// busiest client makes about 0.07% of the calls, and the busier half of the clients 56%.
+const CLIENT_SKEW: f64 = 1.2;
 
 /// The share of calls to public routes made without signing in.
 const ANONYMOUS_SHARE: f64 = 0.6;
 
-/// The longest latency any call reports, in milliseconds: the gateway's timeout.
+/// The share of calls served by the canary deployment.
+const CANARY_SHARE: f64 = 0.05;
+
+/// The maximum latency of a call in milliseconds, the gateway's timeout.
 pub(super) const MAX_LATENCY_MS: f64 = 30_000.0;
 
 /// The share of calls that stall, which gives the latency distribution its far tail.
 const STALL_SHARE: f64 = 0.004;
 
-/// How an id in a route's path looks.
+/// The form of an id in a route's path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum IdKind {
     /// No id in the path.
@@ -44,6 +52,9 @@ pub(super) enum IdKind {
     Number(u32),
     /// A random UUID.
     Uuid,
+    /// A payment intent id: `pi_` and 16 letters and digits, which feedloop does not
+    /// recognise as an id, so only the logged route names its template.
+    PaymentIntent,
 }
 
 /// The query string a route's normal calls carry.
@@ -51,8 +62,10 @@ pub(super) enum IdKind {
 pub(super) enum QueryKind {
     /// No query string.
     None,
-    /// Paging and sorting of a list.
+    /// Paging and sorting of a product list.
     Listing,
+    /// Paging of orders in one state.
+    OrderFilter,
     /// A free-text search term.
     Search,
     /// A file name to download.
@@ -64,7 +77,10 @@ pub(super) enum QueryKind {
 pub(super) struct Route {
     pub service: &'static str,
     pub method: &'static str,
-    /// The template as the gateway logs it, with at most one `{name}` segment.
+    /// The template as the gateway logs it, with at most one `{id}` segment. The gateway names
+    /// ids `{id}`, as feedloop does when it derives a route from a path, so a route reads the
+    /// same whether the record carries it or not. Payment intent ids are the exception, and
+    /// their service always logs the route.
     pub template: &'static str,
     pub id: IdKind,
     pub query: QueryKind,
@@ -79,7 +95,7 @@ pub(super) struct Route {
     pub body_median_bytes: f64,
     /// Whether callers may be anonymous.
     pub public: bool,
-    /// Whether a conditional GET can answer 304.
+    /// Whether a conditional GET can return 304 Not Modified.
     pub cacheable: bool,
 }
 
@@ -152,12 +168,23 @@ impl Route {
         }
     }
 
+    /// Returns the route as the service's access log records it: the template, or nothing for
+    /// a service whose log has no route field.
+    pub fn logged_route(&self) -> String {
+        if logs_routes(self.service) {
+            self.template.to_string()
+        } else {
+            String::new()
+        }
+    }
+
     /// Returns a concrete path for the template, with its id filled in.
     pub fn path(&self, rng: &mut impl Rng) -> String {
         let id = match self.id {
             IdKind::None => return self.template.to_string(),
             IdKind::Number(max) => rng.random_range(1..=max).to_string(),
             IdKind::Uuid => uuid(rng),
+            IdKind::PaymentIntent => payment_intent(rng),
         };
         let start = self
             .template
@@ -171,6 +198,16 @@ impl Route {
     }
 }
 
+/// Services behind the API gateway, whose access log records the matched route. The other
+/// services log through a plain reverse proxy, which logs paths only, so feedloop derives
+/// their routes. Both kinds of record occur in real deployments.
+const GATEWAY_SERVICES: &[&str] = &["orders", "accounts", "payments"];
+
+/// Returns true when the service's access log records the matched route.
+pub(super) fn logs_routes(service: &str) -> bool {
+    GATEWAY_SERVICES.contains(&service)
+}
+
 /// Every route of normal traffic.
 pub(super) const ROUTES: &[Route] = &[
     // catalog: browsing, mostly anonymous and cacheable.
@@ -180,13 +217,13 @@ pub(super) const ROUTES: &[Route] = &[
         .sizes(0.0, 6_500.0)
         .public()
         .cacheable(),
-    route("catalog", "GET", "/v1/products/{product_id}", 18)
+    route("catalog", "GET", "/v1/products/{id}", 18)
         .id(IdKind::Number(250_000))
         .latency(9.0, 0.5)
         .sizes(0.0, 2_200.0)
         .public()
         .cacheable(),
-    route("catalog", "GET", "/v1/categories/{category_id}/products", 5)
+    route("catalog", "GET", "/v1/categories/{id}/products", 5)
         .id(IdKind::Number(400))
         .query(QueryKind::Listing)
         .latency(28.0, 0.6)
@@ -200,14 +237,14 @@ pub(super) const ROUTES: &[Route] = &[
         .public(),
     // orders
     route("orders", "GET", "/v1/orders", 6)
-        .query(QueryKind::Listing)
+        .query(QueryKind::OrderFilter)
         .latency(30.0, 0.7)
         .sizes(0.0, 4_000.0),
-    route("orders", "GET", "/v1/orders/{order_id}", 8)
+    route("orders", "GET", "/v1/orders/{id}", 8)
         .id(IdKind::Number(9_000_000))
         .latency(14.0, 0.6)
         .sizes(0.0, 1_800.0),
-    route("orders", "GET", "/v1/orders/{order_id}/items", 3)
+    route("orders", "GET", "/v1/orders/{id}/items", 3)
         .id(IdKind::Number(9_000_000))
         .latency(18.0, 0.6)
         .sizes(0.0, 2_600.0),
@@ -215,7 +252,7 @@ pub(super) const ROUTES: &[Route] = &[
         .status(201)
         .latency(70.0, 0.7)
         .sizes(900.0, 1_200.0),
-    route("orders", "PATCH", "/v1/orders/{order_id}", 1)
+    route("orders", "PATCH", "/v1/orders/{id}", 1)
         .id(IdKind::Number(9_000_000))
         .latency(40.0, 0.6)
         .sizes(250.0, 1_200.0),
@@ -224,17 +261,17 @@ pub(super) const ROUTES: &[Route] = &[
         .latency(180.0, 0.25)
         .sizes(120.0, 900.0)
         .public(),
-    route("accounts", "POST", "/v1/auth/token/refresh", 4)
+    route("accounts", "POST", "/v1/auth/token/refresh", 1)
         .latency(12.0, 0.4)
         .sizes(700.0, 900.0),
     route("accounts", "GET", "/v1/users/me", 4)
         .latency(8.0, 0.5)
         .sizes(0.0, 1_100.0),
-    route("accounts", "GET", "/v1/users/{user_id}", 3)
+    route("accounts", "GET", "/v1/users/{id}", 3)
         .id(IdKind::Number(2_000_000))
         .latency(10.0, 0.5)
         .sizes(0.0, 1_100.0),
-    route("accounts", "PUT", "/v1/users/{user_id}/preferences", 1)
+    route("accounts", "PUT", "/v1/users/{id}/preferences", 1)
         .id(IdKind::Number(2_000_000))
         .status(204)
         .latency(25.0, 0.5)
@@ -244,12 +281,12 @@ pub(super) const ROUTES: &[Route] = &[
         .status(201)
         .latency(380.0, 0.5)
         .sizes(600.0, 700.0),
-    route("payments", "GET", "/v1/payments/{payment_id}", 2)
-        .id(IdKind::Uuid)
+    route("payments", "GET", "/v1/payments/{id}", 2)
+        .id(IdKind::PaymentIntent)
         .latency(20.0, 0.5)
         .sizes(0.0, 800.0),
     // inventory
-    route("inventory", "GET", "/v1/stock/{sku}", 6)
+    route("inventory", "GET", "/v1/stock/{id}", 6)
         .id(IdKind::Number(250_000))
         .latency(6.0, 0.5)
         .sizes(0.0, 300.0)
@@ -259,7 +296,7 @@ pub(super) const ROUTES: &[Route] = &[
         .query(QueryKind::FileName)
         .latency(60.0, 0.9)
         .sizes(0.0, 48_000.0),
-    route("files", "GET", "/v1/files/{file_id}", 1)
+    route("files", "GET", "/v1/files/{id}", 1)
         .id(IdKind::Uuid)
         .latency(15.0, 0.5)
         .sizes(0.0, 1_000.0),
@@ -346,20 +383,15 @@ const SEARCH_TERMS: &[&str] = &[
     "desk+lamp",
 ];
 
-const SORT_KEYS: &[&str] = &["price", "-price", "newest", "rating", "relevance"];
+const SORT_KEYS: &[&str] = &["price", "-price", "newest", "rating"];
 
 const ORDER_STATES: &[&str] = &["open", "shipped", "delivered", "cancelled"];
 
 const FILE_KINDS: &[&str] = &["invoice", "receipt", "statement", "credit-note"];
 
-/// Referer pages of browser calls.
-const REFERERS: &[&str] = &[
-    "https://shop.example.com/",
-    "https://shop.example.com/cart",
-    "https://shop.example.com/account/orders",
-    "https://shop.example.com/c/outdoor",
-    "https://www.example.com/deals",
-];
+/// Referers of browser calls. The web shop calls the API across origins, so browsers send only
+/// the shop's origin under their default referrer policy (`strict-origin-when-cross-origin`).
+const REFERERS: &[&str] = &["https://shop.example.com/", "https://m.example.com/"];
 
 /// One normal client.
 #[derive(Clone, Debug)]
@@ -396,7 +428,7 @@ impl Traffic {
         let status = normal_status(rng, route, anonymous);
 
         let mut event = base_event(rng, time_ms, route.service, route.method);
-        event.route = route.template.to_string();
+        event.route = route.logged_route();
         event.path = route.path(rng);
         event.query = normal_query(rng, route.query);
         event.status = Some(status);
@@ -406,15 +438,10 @@ impl Traffic {
         event.client = client.address.clone();
         event.principal = (!anonymous).then(|| client.principal.clone());
         event.user_agent = Some(client.agent.name.to_string());
-        if client.agent.browser && rng.random_bool(0.7) {
+        if client.agent.browser {
             event.referer = Some(REFERERS[rng.random_range(0..REFERERS.len())].to_string());
         }
-        event.labels = labels(client.region);
-        if route.body_median_bytes > 0.0 {
-            event
-                .headers
-                .push(("content-type".to_string(), "application/json".to_string()));
-        }
+        event.labels = labels(rng, client.region);
         event
     }
 
@@ -426,7 +453,7 @@ impl Traffic {
     }
 }
 
-/// Builds an event with the fields every call has: time, service, method, trace id, host.
+/// Builds an event with the fields every call has: time, service, method and trace id.
 pub(super) fn base_event(
     rng: &mut impl Rng,
     time_ms: i64,
@@ -438,14 +465,20 @@ pub(super) fn base_event(
         service: service.to_string(),
         method: method.to_string(),
         trace_id: Some(hex(rng, 32)),
-        headers: vec![("host".to_string(), format!("{service}.api.example.com"))],
         ..ApiEvent::default()
     }
 }
 
-/// Returns the labels of a call served in `region`.
-pub(super) fn labels(region: &str) -> Vec<(String, String)> {
+/// Draws the labels of a call served in `region`: the environment, the region and whether
+/// the stable or the canary deployment served it.
+pub(super) fn labels(rng: &mut impl Rng, region: &str) -> Vec<(String, String)> {
+    let deployment = if rng.random_bool(CANARY_SHARE) {
+        "canary"
+    } else {
+        "stable"
+    };
     vec![
+        ("deployment".to_string(), deployment.to_string()),
         ("env".to_string(), "prod".to_string()),
         ("region".to_string(), region.to_string()),
     ]
@@ -516,19 +549,27 @@ fn uuid(rng: &mut impl Rng) -> String {
     )
 }
 
+/// Returns a payment intent id such as `pi_3NxVbZ2eZvKYlo2C`.
+fn payment_intent(rng: &mut impl Rng) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let tail: String = (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("pi_{tail}")
+}
+
 /// Builds client `index` of a seed. The address depends only on the index, so no two clients
 /// share one, and the other attributes come from a hash of the seed and the index.
 fn client(seed: u64, index: u32, principals: u32) -> Client {
     let hash = mix(seed ^ u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    // Multiplying by an odd number permutes the range, which spreads neighbours apart.
-    let spread = index.wrapping_mul(40_503) % CLIENT_ADDRESSES;
+    // Multiplying by an odd number permutes the range, which spreads neighbours apart. Index
+    // + 1 is never a multiple of the range, so no client gets 198.18.0.0, the network address.
+    let spread = (index + 1).wrapping_mul(40_503) % CLIENT_ADDRESSES;
     let address = if hash % 100 < IPV6_PERCENT {
-        format!(
-            "2001:db8:{:x}:{:x}::{:x}",
-            spread >> 8,
-            spread & 0xff,
-            (hash >> 48) | 1
-        )
+        // The high group is never 0, so the address is in canonical form (RFC 5952).
+        let high = (spread >> 8) + 1;
+        let low = ((spread & 0xff) << 8) | (hash >> 56) as u32;
+        format!("2001:db8::{high:x}:{low:x}")
     } else {
         format!(
             "198.{}.{}.{}",
@@ -542,7 +583,7 @@ fn client(seed: u64, index: u32, principals: u32) -> Client {
     let agent = AGENTS[pick_by_share(agent_pick, 1_000, AGENTS, |a| a.weight)];
     let principal_index = u64::from(index % principals);
     let prefix = if agent.service_account { "svc" } else { "usr" };
-    let principal = format!("{prefix}_{:012x}", mix(seed ^ principal_index) >> 16);
+    let principal = format!("{prefix}_{:08x}", mix(seed ^ principal_index) >> 32);
     let region_pick = (mix(hash ^ 1) % 1_000) as u32;
     let region = REGIONS[pick_by_share(region_pick, 1_000, REGIONS, |(_, w)| *w)].0;
     Client {
@@ -566,7 +607,7 @@ fn pick_by_share<T>(pick: u32, scale: u32, items: &[T], weight: impl Fn(&T) -> u
     items.len() - 1
 }
 
-/// The SplitMix64 finaliser: a fast, well-spread hash of one number.
+/// Hashes one number with the SplitMix64 finaliser, which is fast and spreads bits well.
 fn mix(value: u64) -> u64 {
     let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -579,7 +620,7 @@ fn normal_status(rng: &mut impl Rng, route: &Route, anonymous: bool) -> u16 {
     let roll = rng.random_range(0..10_000);
     let login = route.template == ROUTES[LOGIN_ROUTE].template;
     match roll {
-        // Mistyped passwords on the login route; expired tokens elsewhere.
+        // Mistyped passwords on the login route, expired tokens elsewhere.
         0..=599 if login => 401,
         0..=39 if !anonymous => 401,
         40..=59 if !anonymous => 403,
@@ -611,14 +652,17 @@ fn normal_query(rng: &mut impl Rng, kind: QueryKind) -> Option<String> {
         QueryKind::None => return None,
         QueryKind::Listing => {
             let page = rng.random_range(1..=12);
-            let limit = [20, 50, 100][rng.random_range(0..3)];
             if rng.random_bool(0.5) {
                 let sort = SORT_KEYS[rng.random_range(0..SORT_KEYS.len())];
-                format!("page={page}&limit={limit}&sort={sort}")
+                format!("page={page}&sort={sort}")
             } else {
-                let state = ORDER_STATES[rng.random_range(0..ORDER_STATES.len())];
-                format!("status={state}&page={page}")
+                let limit = [20, 50, 100][rng.random_range(0..3)];
+                format!("page={page}&limit={limit}")
             }
+        }
+        QueryKind::OrderFilter => {
+            let state = ORDER_STATES[rng.random_range(0..ORDER_STATES.len())];
+            format!("status={state}&page={}", rng.random_range(1..=5))
         }
         QueryKind::Search => {
             let term = SEARCH_TERMS[rng.random_range(0..SEARCH_TERMS.len())];
@@ -638,7 +682,9 @@ fn normal_query(rng: &mut impl Rng, kind: QueryKind) -> Option<String> {
 fn health_check(rng: &mut impl Rng, time_ms: i64) -> ApiEvent {
     let service = ROUTES[rng.random_range(0..ROUTES.len())].service;
     let mut event = base_event(rng, time_ms, service, "GET");
-    event.route = "/healthz".to_string();
+    if logs_routes(service) {
+        event.route = "/healthz".to_string();
+    }
     event.path = "/healthz".to_string();
     event.status = Some(200);
     event.latency_ms = Some(round_micros(log_normal(rng, 0.8, 0.4)));
@@ -650,6 +696,7 @@ fn health_check(rng: &mut impl Rng, time_ms: i64) -> ApiEvent {
         rng.random_range(2..30)
     );
     event.user_agent = Some(HEALTH_CHECK_AGENT.to_string());
-    event.labels = labels(region(rng));
+    let region = region(rng);
+    event.labels = labels(rng, region);
     event
 }

@@ -14,7 +14,7 @@ use feedloop_rules::ApiEvent;
 
 use super::GeneratedEvent;
 
-/// What [`write_jsonl`] wrote.
+/// Counts of the records that [`write_jsonl`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteSummary {
     /// Records written.

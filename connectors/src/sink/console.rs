@@ -19,23 +19,28 @@ impl Console {
         if finding.phase == Phase::Early && !self.show_early {
             return String::new();
         }
-        let mut text = String::new();
         let phase = match finding.phase {
             Phase::Early => "early",
             Phase::Final => "final",
         };
-        let group = group_text(finding);
-        let _ = write!(
-            text,
-            "[{phase}] {severity:<8} {rule}  {group}  {start} .. {end}\n        {title}: {measure} ({condition})",
-            severity = finding.severity.as_str().to_uppercase(),
-            rule = finding.rule_id,
-            start = finding.window.start,
-            end = finding.window.end,
-            title = finding.title,
-            measure = measure_text(finding),
-            condition = finding.condition,
-        );
+        // Every line is escaped on its own: values come from logs, and a newline or escape
+        // sequence in them must not fake a finding or drive the terminal.
+        let mut lines = vec![
+            format!(
+                "[{phase}] {severity:<8} {rule}  {group}  {start} .. {end}",
+                severity = finding.severity.as_str().to_uppercase(),
+                rule = finding.rule_id,
+                group = group_text(finding),
+                start = finding.window.start,
+                end = finding.window.end,
+            ),
+            format!(
+                "{}: {} ({})",
+                finding.title,
+                measure_text(finding),
+                finding.condition
+            ),
+        ];
         if let Some(first) = finding.evidence.first() {
             let query = first
                 .query
@@ -46,19 +51,18 @@ impl Console {
                 .status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into());
-            let _ = write!(
-                text,
-                "\n        e.g. {} {} {} {} -> {}",
-                first.time,
-                first.client,
-                first.method,
-                cut(&format!("{}{query}", first.path), 100),
-                status
+            let target = cut(&format!("{}{query}", first.path), 100);
+            let mut line = format!(
+                "e.g. {} {} {} {target} -> {status}",
+                first.time, first.client, first.method
             );
             if let Some(matched) = &first.matched {
-                let _ = write!(text, " [{} in {}]", matched.pattern, matched.field);
+                let _ = write!(line, " [{} in {}]", matched.pattern, matched.field);
             }
+            lines.push(line);
         }
+        let lines: Vec<String> = lines.iter().map(|line| printable(line)).collect();
+        let mut text = lines.join("\n        ");
         text.push('\n');
         text
     }
@@ -67,11 +71,21 @@ impl Console {
     pub fn summary_text(counts: &RunCounts, report: &DeliveryReport) -> String {
         let mut text = String::new();
         let (early, total_final) = report.totals();
-        let _ = writeln!(text, "\nfeedloop run summary");
+        let _ = writeln!(text, "\nfeedloop summary");
         let _ = writeln!(text, "  records read      {:>10}", counts.records);
         let _ = writeln!(text, "  decoded           {:>10}", counts.decoded);
         let _ = writeln!(text, "  dead-lettered     {:>10}", counts.dead_lettered);
         let _ = writeln!(text, "  late              {:>10}", counts.late);
+        if counts.bad_time > 0 {
+            let _ = writeln!(text, "  invalid time      {:>10}", counts.bad_time);
+        }
+        if counts.dropped_hits > 0 {
+            let _ = writeln!(
+                text,
+                "  dropped at window limit {:>4}  (raise --max-windows-per-rule, or group more coarsely)",
+                counts.dropped_hits
+            );
+        }
         let _ = writeln!(
             text,
             "  findings          {:>10} final, {} early",
@@ -114,8 +128,8 @@ impl Console {
                 hook.url, hook.delivered, hook.retried, hook.failed, hook.dropped
             );
         }
-        for error in &report.write_errors {
-            let _ = writeln!(text, "  error: {error}");
+        for error in report.write_errors.iter().chain(&report.input_errors) {
+            let _ = writeln!(text, "  error: {}", printable(error));
         }
         text
     }
@@ -155,6 +169,23 @@ fn measure_text(finding: &Finding) -> String {
     format!("{} events", finding.count)
 }
 
+/// Escapes control characters, so log data cannot move the cursor, clear the screen or fake a
+/// line of output.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn cut(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
@@ -162,4 +193,15 @@ fn cut(text: &str, max_chars: usize) -> String {
     let mut out: String = text.chars().take(max_chars).collect();
     out.push('…');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("/a\u{1b}[2J\nfake"), "/a\\u{1b}[2J\\nfake");
+        assert_eq!(printable("plain é"), "plain é");
+    }
 }

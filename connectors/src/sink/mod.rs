@@ -90,9 +90,19 @@ pub struct DeliveryReport {
     pub webhooks: Vec<WebhookReport>,
     /// Write errors of file and stdout sinks, each reported once.
     pub write_errors: Vec<String>,
+    /// Inputs that ended early on a read error.
+    pub input_errors: Vec<String>,
 }
 
 impl DeliveryReport {
+    /// Returns true when anything was lost: an input cut short, a write that failed, or a
+    /// finding a webhook did not accept.
+    pub fn lost_anything(&self) -> bool {
+        !self.input_errors.is_empty()
+            || !self.write_errors.is_empty()
+            || self.webhooks.iter().any(|w| w.failed > 0 || w.dropped > 0)
+    }
+
     /// Returns the total early and final findings.
     pub fn totals(&self) -> (u64, u64) {
         self.findings_by_rule
@@ -120,6 +130,10 @@ pub fn deliver(receiver: Receiver<Output>, mut sinks: Sinks) -> DeliveryReport {
                     deliver_finding(&finding, &mut sinks, &mut stdout, &mut report)
                 }
                 Output::DeadLetter(letter) => deliver_dead_letter(*letter, &mut sinks, &mut report),
+                Output::InputError(message) => {
+                    tracing::error!(error = %message, "failed to read input; the rest of it is skipped");
+                    report.input_errors.push(message);
+                }
             }
         }
         flush_all(&mut sinks, &mut stdout, &mut report);

@@ -2,7 +2,7 @@
 //!
 //! Deliveries run on the sink's own thread behind a bounded queue, so a slow or failing
 //! receiver never stalls the dataflow or the other sinks. A response is classed before anything
-//! is retried: 2xx is delivered; 408, 429, 5xx and connection errors are retried with
+//! is retried: 2xx is delivered; 408, 425, 429, 5xx and connection errors are retried with
 //! exponential backoff and full jitter, waiting at least as long as a `Retry-After` header asks;
 //! any other status cannot be fixed by retrying and fails at once. Every failure is logged with
 //! the URL and status and counted in the run summary; header values, which carry tokens, never
@@ -98,6 +98,43 @@ impl Secret {
     }
 }
 
+/// Checks a webhook's settings without resolving its secrets.
+pub fn check(config: &WebhookConfig) -> Result<(), String> {
+    let uri: ureq::http::Uri = config.url.parse().map_err(|err| {
+        format!("invalid webhook url `{}`: {err}; write a full URL such as https://hooks.example.com/feedloop", config.url)
+    })?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err(format!(
+            "invalid webhook url `{}`: use an http:// or https:// URL with a host",
+            config.url
+        ));
+    }
+    for name in config.headers.keys() {
+        ureq::http::HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("invalid webhook header name `{name}` for {}", config.url))?;
+    }
+    if config.max_attempts == 0 {
+        return Err(format!(
+            "invalid max_attempts 0 for webhook {}: use at least 1",
+            config.url
+        ));
+    }
+    if config.timeout.as_millis() == 0 {
+        return Err(format!(
+            "invalid timeout 0 for webhook {}: use at least 1ms, such as 10s",
+            config.url
+        ));
+    }
+    if config.queue_capacity == 0 {
+        return Err(format!(
+            "invalid queue_capacity 0 for webhook {}: use at least 1",
+            config.url
+        ));
+    }
+    Ok(())
+}
+
 /// Delivery counts of one webhook.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookReport {
@@ -119,6 +156,7 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// Resolves the headers and starts the delivery thread.
     pub fn start(config: &WebhookConfig) -> Result<WebhookSink, String> {
+        check(config)?;
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
             let value = value
@@ -346,6 +384,39 @@ mod tests {
             assert!(late >= Duration::from_millis(500));
             assert!(late <= max);
         }
+    }
+
+    fn config(url: &str) -> WebhookConfig {
+        serde_norway::from_str(&format!("url: \"{url}\"")).unwrap()
+    }
+
+    #[test]
+    fn check_rejects_bad_settings() {
+        assert_eq!(check(&config("http://127.0.0.1:9/x")), Ok(()));
+        let err = check(&config("http://")).unwrap_err();
+        assert!(err.starts_with("invalid webhook url `http://`"), "{err}");
+        let err = check(&config("ftp://127.0.0.1/x")).unwrap_err();
+        assert!(
+            err.starts_with("invalid webhook url `ftp://127.0.0.1/x`: use an http://"),
+            "{err}"
+        );
+        let err = check(&config("http://a b/")).unwrap_err();
+        assert!(
+            err.starts_with("invalid webhook url `http://a b/`"),
+            "{err}"
+        );
+        let mut bad = config("http://127.0.0.1/x");
+        bad.headers
+            .insert("Bad Header".into(), Secret::Literal("v".into()));
+        assert_eq!(
+            check(&bad).unwrap_err(),
+            "invalid webhook header name `Bad Header` for http://127.0.0.1/x"
+        );
+        let mut bad = config("http://127.0.0.1/x");
+        bad.max_attempts = 0;
+        assert!(check(&bad)
+            .unwrap_err()
+            .starts_with("invalid max_attempts 0"));
     }
 
     #[test]

@@ -34,26 +34,26 @@ impl LineReader {
     /// Opens a file, decompressing it when it starts with the gzip magic bytes.
     pub fn open(path: &Path, format: FormatConfig) -> io::Result<LineReader> {
         let file = File::open(path)?;
-        let mut buffered = BufReader::with_capacity(256 * 1024, file);
-        let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-        let input: Box<dyn BufRead + Send> = if gzip {
-            Box::new(BufReader::with_capacity(
-                256 * 1024,
-                MultiGzDecoder::new(buffered),
-            ))
-        } else {
-            Box::new(buffered)
-        };
-        Ok(LineReader::new(path.display().to_string(), input, format))
+        if file.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a directory",
+            ));
+        }
+        Ok(LineReader::new(
+            path.display().to_string(),
+            ungzip(file)?,
+            format,
+        ))
     }
 
-    /// Reads standard input.
-    pub fn stdin(format: FormatConfig) -> LineReader {
-        LineReader::new(
+    /// Reads standard input, decompressing it when it starts with the gzip magic bytes.
+    pub fn stdin(format: FormatConfig) -> io::Result<LineReader> {
+        Ok(LineReader::new(
             "stdin".to_string(),
-            Box::new(BufReader::new(io::stdin())),
+            ungzip(io::stdin())?,
             format,
-        )
+        ))
     }
 
     /// Reads any byte stream under a name.
@@ -147,7 +147,7 @@ impl PartitionReader for LineReader {
                     return ReadStatus::Finished;
                 }
                 Err(err) => {
-                    tracing::error!(source = %self.name, line = self.line + 1, error = %err, "failed to read input; the rest of it is skipped");
+                    batch.failure = Some(format!("failed to read after line {}: {err}", self.line));
                     self.finished = true;
                     return ReadStatus::Finished;
                 }
@@ -163,13 +163,27 @@ impl PartitionReader for LineReader {
     }
 }
 
+/// Buffers a byte stream, decompressing it when it starts with the gzip magic bytes.
+fn ungzip(input: impl Read + Send + 'static) -> io::Result<Box<dyn BufRead + Send>> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, input);
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        Ok(Box::new(BufReader::with_capacity(
+            256 * 1024,
+            MultiGzDecoder::new(buffered),
+        )))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
 /// Opens each path (`-` for stdin) as one partition.
 pub fn open_all(paths: &[PathBuf], format: &FormatConfig) -> io::Result<Vec<LineReader>> {
     paths
         .iter()
         .map(|path| {
             if path.as_os_str() == "-" {
-                Ok(LineReader::stdin(format.clone()))
+                LineReader::stdin(format.clone())
             } else {
                 LineReader::open(path, format.clone()).map_err(|err| {
                     io::Error::new(
@@ -226,6 +240,27 @@ mod tests {
         assert!(batch.dead_letters[0].raw_truncated);
         assert_eq!(batch.events.len(), 1);
         assert_eq!(batch.events[0].1, Position::Line(2));
+    }
+
+    #[test]
+    fn truncated_gzip_reports_failure() {
+        use flate2::{write::GzEncoder, Compression};
+        use std::io::Write;
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        for i in 0..1000 {
+            writeln!(gz, "{{\"time\": {i}}}").unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        let cut: &'static [u8] = Box::leak(bytes[..bytes.len() / 2].to_vec().into_boxed_slice());
+        let mut r = LineReader::new("cut.gz".into(), ungzip(cut).unwrap(), FormatConfig::Auto);
+        let mut batch = ReadBatch::default();
+        while r.read(100, &mut batch) != ReadStatus::Finished {}
+        let failure = batch.failure.expect("a truncated stream is a failure");
+        assert!(
+            failure.starts_with("failed to read after line "),
+            "{failure}"
+        );
+        assert!(batch.events.len() < 1000);
     }
 
     #[test]

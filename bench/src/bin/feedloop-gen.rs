@@ -1,0 +1,106 @@
+//! `feedloop-gen`: writes synthetic API events as JSON Lines in feedloop's native schema.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::DateTime;
+use clap::Parser;
+
+use feedloop_bench::gen::{write_jsonl, Generator, GeneratorConfig, WriteSummary};
+
+/// Writes seeded, reproducible API events with a share of attack traffic, one JSON object per
+/// line. The same options always produce the same bytes.
+#[derive(Parser)]
+#[command(name = "feedloop-gen", version)]
+struct Args {
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = GeneratorConfig::default().seed)]
+    seed: u64,
+    /// Number of events to write.
+    #[arg(long, default_value_t = GeneratorConfig::default().events)]
+    events: u64,
+    /// Share of events that belong to attack campaigns, from 0 to 1.
+    #[arg(long, default_value_t = GeneratorConfig::default().attack_share)]
+    attack_share: f64,
+    /// Mean arrival rate, in events per second of event time.
+    #[arg(long, default_value_t = GeneratorConfig::default().rate_per_second)]
+    rate: f64,
+    /// Time of the first event, RFC 3339 [default: 2025-06-02T08:00:00Z].
+    #[arg(long, value_parser = parse_start)]
+    start: Option<i64>,
+    /// Number of distinct normal clients (addresses).
+    #[arg(long, default_value_t = GeneratorConfig::default().clients)]
+    clients: u32,
+    /// Number of distinct principals (users and service accounts).
+    #[arg(long, default_value_t = GeneratorConfig::default().principals)]
+    principals: u32,
+    /// File to write, or stdout when absent or `-`.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match generate(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: Args) -> anyhow::Result<()> {
+    let config = GeneratorConfig {
+        seed: args.seed,
+        events: args.events,
+        attack_share: args.attack_share,
+        rate_per_second: args.rate,
+        start_ms: args.start.unwrap_or(GeneratorConfig::default().start_ms),
+        clients: args.clients,
+        principals: args.principals,
+    };
+    let generator = Generator::new(config)?;
+    let started = Instant::now();
+
+    let (summary, target) = match args.output.filter(|path| path.as_os_str() != "-") {
+        Some(path) => {
+            let file = File::create(&path)
+                .with_context(|| format!("failed to create {}", path.display()))?;
+            let summary = write_jsonl(generator, BufWriter::new(file))
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            (summary, path.display().to_string())
+        }
+        None => {
+            let stdout = BufWriter::new(io::stdout().lock());
+            match write_jsonl(generator, stdout) {
+                Ok(summary) => (summary, "stdout".to_string()),
+                // A reader such as `head` closed the pipe, which ends the output normally.
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(err) => return Err(err).context("failed to write to stdout"),
+            }
+        }
+    };
+    report(&summary, &target, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn report(summary: &WriteSummary, target: &str, seconds: f64) {
+    let mean_bytes = summary.bytes.checked_div(summary.events).unwrap_or(0);
+    let _ = writeln!(
+        io::stderr(),
+        "wrote {} events ({} attack, mean {mean_bytes} bytes) to {target} in {seconds:.2} s",
+        summary.events,
+        summary.attack_events,
+    );
+}
+
+fn parse_start(text: &str) -> Result<i64, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_millis())
+        .map_err(|err| format!("invalid start time {text:?}: {err}; expected RFC 3339 such as 2025-06-02T08:00:00Z"))
+}
