@@ -151,22 +151,29 @@ fn group_text(finding: &Finding) -> String {
 }
 
 fn measure_text(finding: &Finding) -> String {
+    let events = |n: u64| {
+        if n == 1 {
+            "1 event".to_string()
+        } else {
+            format!("{n} events")
+        }
+    };
     if let (Some(ratio), Some(total)) = (finding.ratio, finding.total) {
         return format!(
-            "{} of {} events ({:.1}%)",
+            "{} of {} ({:.1}%)",
             finding.count,
-            total,
+            events(total),
             ratio * 100.0
         );
     }
     if let Some(distinct) = finding.distinct {
-        return format!("{distinct} distinct values in {} events", finding.count);
+        return format!("{distinct} distinct values in {}", events(finding.count));
     }
     if let Some(patterns) = &finding.patterns {
         let names: Vec<String> = patterns.iter().map(|(n, c)| format!("{n} x{c}")).collect();
-        return format!("{} events: {}", finding.count, names.join(", "));
+        return format!("{}: {}", events(finding.count), names.join(", "));
     }
-    format!("{} events", finding.count)
+    events(finding.count)
 }
 
 /// Escapes control characters, so log data cannot move the cursor, clear the screen or fake a

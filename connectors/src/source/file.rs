@@ -25,6 +25,8 @@ pub struct LineReader {
     input: Box<dyn BufRead + Send>,
     format: FormatConfig,
     decoder: Option<Decoder>,
+    /// The format and line it was detected from, when the configuration said `auto`.
+    detected: Option<(&'static str, u64)>,
     line: u64,
     buffer: Vec<u8>,
     finished: bool,
@@ -64,6 +66,7 @@ impl LineReader {
             input,
             format,
             decoder,
+            detected: None,
             line: 0,
             buffer: Vec::new(),
             finished: false,
@@ -110,21 +113,40 @@ impl LineReader {
             ));
             return;
         }
-        let decoder = self.decoder.get_or_insert_with(|| {
-            Decoder::new(match self.format.fixed() {
+        if self.decoder.is_none() {
+            let format = match self.format.fixed() {
                 Some(format) => format,
-                None => Format::detect(&self.buffer),
-            })
-        });
+                None => {
+                    let format = Format::detect(&self.buffer);
+                    let name = if matches!(format, Format::Json(_)) {
+                        "JSON Lines"
+                    } else {
+                        "combined log"
+                    };
+                    self.detected = Some((name, self.line));
+                    format
+                }
+            };
+            self.decoder = Some(Decoder::new(format));
+        }
+        let decoder = self.decoder.as_ref().expect("the decoder was just set");
         match decoder.decode(&self.buffer) {
             Ok(event) => batch.events.push((event, position)),
-            Err(err) => batch.dead_letters.push(DeadLetter::new(
-                &self.name,
-                position,
-                Reason::Decode,
-                err.to_string(),
-                &self.buffer,
-            )),
+            Err(err) => {
+                let error = match self.detected {
+                    Some((format, line)) => format!(
+                        "{err} (read as {format}, detected from line {line}; set the input format if that is wrong)"
+                    ),
+                    None => err.to_string(),
+                };
+                batch.dead_letters.push(DeadLetter::new(
+                    &self.name,
+                    position,
+                    Reason::Decode,
+                    error,
+                    &self.buffer,
+                ));
+            }
         }
     }
 }
@@ -215,6 +237,13 @@ mod tests {
         assert_eq!(batch.dead_letters.len(), 1);
         assert_eq!(batch.dead_letters[0].position, Position::Line(4));
         assert_eq!(batch.dead_letters[0].raw, "{\"nope");
+        let error = &batch.dead_letters[0].error;
+        assert!(
+            error.ends_with(
+                "(read as JSON Lines, detected from line 2; set the input format if that is wrong)"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
