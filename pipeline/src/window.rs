@@ -93,7 +93,8 @@ pub fn hits_of(rules: &[Rule], event: &ApiEvent, out: &mut Vec<Hit>) {
 fn evidence_of(event: &ApiEvent, matched: Option<SignatureEvidence>) -> Evidence {
     use feedloop_rules::signature::cut;
     Evidence {
-        time: format_millis(event.time_ms),
+        // Formatted when a finding is built: most evidence never makes it into one.
+        time: String::new(),
         time_ms: event.time_ms,
         method: event.method.clone(),
         path: cut(&event.path, 512).to_string(),
@@ -363,7 +364,11 @@ impl WindowStore {
             patterns,
             first_seen: state.first_seen.map(format_millis).unwrap_or_default(),
             last_seen: state.last_seen.map(format_millis).unwrap_or_default(),
-            evidence: state.evidence.clone(),
+            evidence: state
+                .evidence
+                .iter()
+                .map(|e| Evidence { time: format_millis(e.time_ms), ..e.clone() })
+                .collect(),
         }
     }
 }
