@@ -4,15 +4,18 @@
 //! input (events, time = watermark at ingestion)
 //!   -> flat_map: evaluate every rule, one hit per rule that counts the event
 //!   -> exchange by (rule, group): each group's windows live on one worker
-//!   -> windows: update window state; report early findings; close windows at the frontier
-//!   -> exchange to worker 0 -> output: sort each time's findings and send them out
+//!   -> windows: update window state; report early findings the moment a condition first
+//!      holds; report final findings when the frontier passes a window's end
+//!   -> exchange to worker 0 -> output: send early findings at once, and each time's final
+//!      findings sorted once the frontier passes that time
 //! ```
 //!
 //! An event enters at the worker's input time, which is never later than its event time, so
 //! the frontier is a watermark: once it passes a window's end no hit for that window can still
-//! arrive. The windows operator holds one capability, at the least time it may still emit at,
-//! and downgrades it as the frontier moves; a held capability that never moved would stall
-//! every operator downstream.
+//! arrive. The windows operator holds one capability, at the least time it may still emit a
+//! final finding at, and downgrades it as the frontier moves; a held capability that never
+//! moved would stall every operator downstream. Early findings do not wait for the frontier:
+//! they leave with the capability of the input that crossed the condition.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -23,7 +26,6 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Probe};
-
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use feedloop_rules::{ApiEvent, Rule};
@@ -64,7 +66,10 @@ pub fn build<'scope>(
                 let port = output.output_index();
                 input.for_each(|cap, data| {
                     if let Some(&time) = cap.least() {
-                        windows.absorb(time, || cap.retain_least(port), data);
+                        let early = windows.absorb(time, || cap.retain_least(port), data);
+                        if !early.is_empty() {
+                            output.session(&cap).give_iterator(early.into_iter());
+                        }
                     }
                 });
                 let dropped = windows.store.take_dropped();
@@ -89,7 +94,14 @@ pub fn build<'scope>(
         move |(input, frontier)| {
             input.for_each(|cap, data| {
                 let time = cap.least().copied().unwrap_or(0);
-                collector.stash.entry(time).or_default().append(data);
+                for finding in data.drain(..) {
+                    // Early findings leave at once; finals wait to be sent in a stable order.
+                    if finding.phase == crate::finding::Phase::Early {
+                        let _ = output.send(Output::Finding(Box::new(finding)));
+                    } else {
+                        collector.stash.entry(time).or_default().push(finding);
+                    }
+                }
             });
             collector.flush(frontier, &output);
         },
@@ -106,10 +118,8 @@ fn group_hash(hit: &Hit) -> u64 {
 /// The windows operator's state between invocations.
 struct Windows {
     store: WindowStore,
-    /// The capability at the least time the operator may still emit at.
+    /// The capability at the least time the operator may still emit final findings at.
     hold: Option<Capability<u64>>,
-    /// Input time to the windows whose condition first held in data of that time.
-    pending_early: BTreeMap<u64, Vec<(GroupKey, i64)>>,
     fired: Vec<(GroupKey, i64)>,
 }
 
@@ -118,34 +128,35 @@ impl Windows {
         Windows {
             store: WindowStore::with_limit(rules, max_windows_per_rule),
             hold: None,
-            pending_early: BTreeMap::new(),
             fired: Vec::new(),
         }
     }
 
-    /// Adds hits of one input time, keeping a capability no later than that time.
+    /// Adds hits of one input time, keeping a capability no later than that time, and returns
+    /// the early findings of windows whose condition first held on one of these hits. Each is
+    /// a snapshot taken right after the hit that crossed the condition, so its count is the
+    /// threshold itself and it leaves without waiting for the frontier.
     fn absorb(
         &mut self,
         time: u64,
         retain: impl FnOnce() -> Option<Capability<u64>>,
         hits: &mut Vec<Hit>,
-    ) {
+    ) -> Vec<Finding> {
         if self.hold.as_ref().is_none_or(|h| *h.time() > time) {
             self.hold = retain();
         }
+        let mut early = Vec::new();
         for hit in hits.drain(..) {
             self.store.insert(hit, &mut self.fired);
+            for (key, start) in self.fired.drain(..) {
+                early.extend(self.store.early_finding(&key, start));
+            }
         }
-        if !self.fired.is_empty() {
-            self.pending_early
-                .entry(time)
-                .or_default()
-                .append(&mut self.fired);
-        }
+        early
     }
 
-    /// Emits what the frontier allows: early findings of passed times, then final findings of
-    /// windows ending at or before the watermark. `emit` sends findings at a time.
+    /// Emits the final findings of windows ending at or before the watermark, then holds the
+    /// least time still needed. `emit` sends findings at a time.
     fn advance(
         &mut self,
         watermark: Option<u64>,
@@ -154,20 +165,6 @@ impl Windows {
         let Some(capability) = self.hold.as_ref() else {
             return;
         };
-
-        while let Some(entry) = self.pending_early.first_entry() {
-            if watermark.is_some_and(|w| *entry.key() >= w) {
-                break;
-            }
-            let (time, windows) = entry.remove_entry();
-            let findings: Vec<Finding> = windows
-                .iter()
-                .filter_map(|(key, start)| self.store.early_finding(key, *start))
-                .collect();
-            if !findings.is_empty() {
-                emit(&capability.delayed(&time), findings);
-            }
-        }
 
         let close_until = watermark.map_or(i64::MAX, |w| w as i64);
         while let Some(end) = self.store.next_end().filter(|end| *end <= close_until) {
@@ -178,15 +175,13 @@ impl Windows {
             }
         }
 
-        // Hold the least time still needed, or nothing once no window is open.
-        let least_pending = self.pending_early.keys().next().copied();
-        let open = self.store.next_end().is_some() || least_pending.is_some();
+        // Hold the watermark while windows are open, so their finals can still be sent; hold
+        // nothing once every window is closed, or the frontier downstream would stall.
         match watermark {
-            Some(w) if open => {
-                let at = least_pending.map_or(w, |p| p.min(w));
+            Some(w) if self.store.next_end().is_some() => {
                 if let Some(h) = self.hold.as_mut() {
-                    if at > *h.time() {
-                        h.downgrade(&at);
+                    if w > *h.time() {
+                        h.downgrade(&w);
                     }
                 }
             }

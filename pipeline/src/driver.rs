@@ -322,6 +322,9 @@ impl<'a> Feeder<'a> {
                 input.advance_to(time);
             }
         }
+        // Hand the batch to the dataflow now even if the watermark stood still: the input
+        // buffers sends until it fills, and a held-back batch would delay early findings.
+        input.flush();
         true
     }
 

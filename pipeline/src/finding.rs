@@ -1,7 +1,8 @@
 //! Findings: what the dataflow reports when a rule's condition holds in a window.
 //!
 //! A rule reports a window of one group twice at most. The `early` finding leaves as soon as
-//! the condition first holds, while the window is still open; its counts are those seen so far.
+//! the condition first holds, while the window is still open; its counts are those at that
+//! moment, so a threshold rule's early count is its threshold.
 //! The `final` finding leaves when the watermark passes the window's end, with complete counts.
 //! Ratio rules report only `final` findings, because a share can fall again before the window
 //! closes. The JSON form is documented in `docs/findings.md` and is what every sink writes.

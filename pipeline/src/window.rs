@@ -367,7 +367,10 @@ impl WindowStore {
             evidence: state
                 .evidence
                 .iter()
-                .map(|e| Evidence { time: format_millis(e.time_ms), ..e.clone() })
+                .map(|e| Evidence {
+                    time: format_millis(e.time_ms),
+                    ..e.clone()
+                })
                 .collect(),
         }
     }

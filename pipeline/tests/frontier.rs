@@ -131,3 +131,71 @@ fn idle_worker_does_not_hold_windows() {
     assert_eq!(before_stop, 1, "the idle worker held every window open");
     assert!((1..=10).contains(&total), "{total} final findings");
 }
+
+/// One event far ahead, then a burst that does not move the watermark, then silence.
+struct Straggling {
+    step: usize,
+}
+
+impl PartitionReader for Straggling {
+    fn name(&self) -> &str {
+        "straggling"
+    }
+
+    fn read(&mut self, _max: usize, batch: &mut ReadBatch) -> ReadStatus {
+        let event = |offset_s: i64| ApiEvent {
+            time_ms: START_MS + offset_s * 1000,
+            client: "198.51.100.7".into(),
+            method: "POST".into(),
+            path: "/login".into(),
+            status: Some(401),
+            ..Default::default()
+        };
+        self.step += 1;
+        match self.step {
+            1 => batch.events.push((event(100), Position::Line(1))),
+            2 => {
+                for i in 0..5 {
+                    batch.events.push((event(50), Position::Line(2 + i)));
+                }
+            }
+            _ => return ReadStatus::Pending,
+        }
+        batch.records += batch.events.len() as u64;
+        ReadStatus::Ready
+    }
+}
+
+#[test]
+fn early_finding_does_not_wait_for_watermark() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = RunOptions {
+        allowed_lateness_ms: 100_000,
+        stop: stop.clone(),
+        ..RunOptions::default()
+    };
+    let (sender, receiver) = mpsc::channel();
+    let readers: ReaderFactory = Arc::new(|_, _| vec![Box::new(Straggling { step: 0 })]);
+    let rules = rules();
+    let run = std::thread::spawn(move || feedloop_pipeline::run(&rules, options, readers, sender));
+
+    // The burst leaves the watermark where it was, so only an early finding can arrive now.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut early = None;
+    while early.is_none() && Instant::now() < deadline {
+        if let Ok(Output::Finding(f)) = receiver.recv_timeout(Duration::from_millis(50)) {
+            early = Some(f);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rest: Vec<Output> = receiver.iter().collect();
+    run.join().unwrap().unwrap();
+
+    let early = early.expect("no early finding while the watermark stood still");
+    assert_eq!(early.phase, Phase::Early);
+    assert_eq!(early.count, 5);
+    let finals = rest
+        .iter()
+        .filter(|o| matches!(o, Output::Finding(f) if f.phase == Phase::Final));
+    assert_eq!(finals.count(), 1);
+}
