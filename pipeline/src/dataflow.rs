@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! input (events, time = watermark at ingestion)
-//!   -> flat_map: evaluate every rule, one hit per rule that counts the event
+//!   -> match: evaluate every rule, one hit per rule that counts the event
+//!      (non-matching ratio events become a differential collection of per-slide counts,
+//!       consolidated within each batch, so a busy route sends one update, not thousands)
 //!   -> exchange by (rule, group): each group's windows live on one worker
 //!   -> windows: update window state; report early findings the moment a condition first
 //!      holds; report final findings when the frontier passes a window's end
@@ -22,7 +24,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use timely::dataflow::channels::pact::Exchange;
+use differential_dataflow::AsCollection;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Probe};
@@ -32,7 +35,7 @@ use feedloop_rules::{ApiEvent, Rule};
 
 use crate::driver::Output;
 use crate::finding::Finding;
-use crate::window::{hits_of, GroupKey, Hit, WindowStore};
+use crate::window::{hits_of, GroupKey, Hit, HitValue, TotalKey, WindowStore};
 
 /// Resource limits of the dataflow and where their overflow is counted.
 pub struct Limits {
@@ -50,27 +53,72 @@ pub fn build<'scope>(
     probe: &ProbeHandle<u64>,
     limits: Limits,
 ) {
-    let matching = rules.clone();
-    let findings = events
-        // Evaluate every rule on the worker that read the event.
-        .flat_map(move |event| {
-            let mut hits = Vec::new();
-            hits_of(&matching, &event, &mut hits);
-            hits
+    let rules_for_matching = rules.clone();
+    // Evaluate every rule on the worker that read the event.
+    let matched = events.unary(Pipeline, "Match", move |_, _| {
+        let mut hits = Vec::new();
+        let mut totals = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let Some(&time) = cap.least() else { return };
+                for event in data.drain(..) {
+                    hits_of(&rules_for_matching, &event, &mut hits, &mut totals);
+                }
+                let mut session = output.session(&cap);
+                session.give_iterator(hits.drain(..).map(|hit| Matched::Hit(Box::new(hit))));
+                session.give_iterator(totals.drain(..).map(|key| Matched::Total((key, time, 1))));
+            })
+        }
+    });
+    let hits = matched.clone().flat_map(|m| match m {
+        Matched::Hit(hit) => Some(*hit),
+        Matched::Total(_) => None,
+    });
+    // Non-matching ratio events as a differential collection of (rule, group, slide) with a
+    // count, summed within each batch before the exchange.
+    let totals = matched
+        .flat_map(|m| match m {
+            Matched::Total(update) => Some(update),
+            Matched::Hit(_) => None,
         })
-        // Count each group's windows on the worker its key hashes to.
-        .unary_frontier(Exchange::new(group_hash), "Windows", move |_, _| {
+        .as_collection()
+        .consolidate_stream()
+        .inner;
+
+    // Count each group's windows on the worker its key hashes to.
+    let findings = hits.binary_frontier(
+        totals,
+        Exchange::new(group_hash),
+        Exchange::new(|update: &(TotalKey, u64, i64)| key_hash(update.0 .0, &update.0 .1)),
+        "Windows",
+        move |_, _| {
             let mut windows = Windows::new(rules, limits.max_windows_per_rule);
             let counters = limits.counters;
-            move |(input, frontier), output| {
+            let mut converted = Vec::new();
+            move |(hits, hits_frontier), (totals, totals_frontier), output| {
                 let port = output.output_index();
-                input.for_each(|cap, data| {
+                hits.for_each(|cap, data| {
                     if let Some(&time) = cap.least() {
                         let early = windows.absorb(time, || cap.retain_least(port), data);
                         if !early.is_empty() {
                             output.session(&cap).give_iterator(early.into_iter());
                         }
                     }
+                });
+                totals.for_each(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    converted.extend(data.drain(..).filter(|(_, _, n)| *n > 0).map(
+                        |((rule, group, pane), _, n)| Hit {
+                            rule,
+                            group,
+                            time_ms: pane,
+                            value: HitValue::Total(n as u64),
+                            evidence: None,
+                        },
+                    ));
+                    // Ratio rules never report early, so nothing can come back here.
+                    let early = windows.absorb(time, || cap.retain_least(port), &mut converted);
+                    debug_assert!(early.is_empty());
                 });
                 let dropped = windows.store.take_dropped();
                 if dropped > 0 {
@@ -79,12 +127,16 @@ pub fn build<'scope>(
                         tracing::warn!(dropped, "a rule reached its limit of open windows; hits that would open more are dropped and counted");
                     }
                 }
-                let watermark = frontier.frontier().first().copied();
+                let watermark = [hits_frontier, totals_frontier]
+                    .iter()
+                    .filter_map(|f| f.frontier().first().copied())
+                    .min();
                 windows.advance(watermark, |at, findings| {
                     output.session(at).give_iterator(findings.into_iter());
                 });
             }
-        });
+        },
+    );
 
     // Gather findings on worker 0 and send them out in a stable order.
     let mut collector = Collector::default();
@@ -108,10 +160,22 @@ pub fn build<'scope>(
     );
 }
 
+/// What matching one event yields: a hit, or a non-matching ratio event as a collection update.
+#[derive(Clone)]
+enum Matched {
+    Hit(Box<Hit>),
+    Total((TotalKey, u64, i64)),
+}
+
 fn group_hash(hit: &Hit) -> u64 {
+    key_hash(hit.rule, &hit.group)
+}
+
+/// Hashes a rule and group, so a group's hits and totals meet on one worker.
+fn key_hash(rule: u32, group: &[Option<String>]) -> u64 {
     let mut hasher = rustc_hash::FxHasher::default();
-    hit.rule.hash(&mut hasher);
-    hit.group.hash(&mut hasher);
+    rule.hash(&mut hasher);
+    group.hash(&mut hasher);
     hasher.finish()
 }
 

@@ -1,11 +1,14 @@
 //! Window state: per rule, group and window, what the matching events add up to.
 //!
-//! The dataflow keeps windowed aggregates as plain state inside one operator rather than as
-//! differential collections. Each [`Hit`] updates every window it falls in directly, and a
-//! window's state is dropped the moment the watermark passes its end, so memory follows the
-//! number of open windows and not the length of the stream. The state is kept per window, not
-//! per slide, which makes a sliding window cost `size / slide` updates per hit; rules are
-//! limited to [`feedloop_rules::compile::MAX_WINDOWS_PER_EVENT`] windows per event.
+//! The dataflow keeps windowed aggregates as plain state inside one operator rather than in
+//! differential arrangements, because an arrangement of window keys that never retract keeps
+//! growing. Each [`Hit`] updates every window it falls in directly, and a window's state is
+//! dropped the moment the watermark passes its end, so memory follows the number of open
+//! windows and not the length of the stream. The state is kept per window, not per slide, so
+//! a sliding window costs `size / slide` updates per hit. Rules are limited to
+//! [`feedloop_rules::compile::MAX_WINDOWS_PER_EVENT`] windows per event. Differential
+//! dataflow enters before this store: non-matching ratio events, the bulk of all hits, travel
+//! as a collection of [`TotalKey`] updates that is consolidated within each batch.
 //!
 //! Nothing here depends on arrival order. Counts and distinct sets are sums and unions, and
 //! evidence keeps the earliest events by [`Evidence::sort_key`], so the same set of events
@@ -47,16 +50,34 @@ pub struct Hit {
 pub enum HitValue {
     Count,
     Value(String),
-    Ratio { matched: bool },
-    Signature { pattern: u32 },
+    Ratio {
+        matched: bool,
+    },
+    Signature {
+        pattern: u32,
+    },
+    /// Ratio denominator events that did not match, already summed per slide.
+    Total(u64),
 }
 
-/// Evaluates every rule against an event and appends the hits.
-pub fn hits_of(rules: &[Rule], event: &ApiEvent, out: &mut Vec<Hit>) {
+/// A ratio rule's group and slide that non-matching denominator events fall in. These are the
+/// bulk of all hits (every event, for a rule like "5xx share per route"), so they are summed
+/// per batch before the exchange instead of travelling one by one.
+pub type TotalKey = (u32, Vec<Option<String>>, i64);
+
+/// Evaluates every rule against an event and appends the hits, with non-matching ratio
+/// denominator events as their rule, group and slide start in `totals`.
+pub fn hits_of(rules: &[Rule], event: &ApiEvent, out: &mut Vec<Hit>, totals: &mut Vec<TotalKey>) {
     for (index, rule) in rules.iter().enumerate() {
         let Some(contribution) = rule.evaluate(event) else {
             continue;
         };
+        if contribution == (Contribution::Ratio { matched: false }) {
+            let slide = rule.window.slide_ms as i64;
+            let pane = event.time_ms.div_euclid(slide) * slide;
+            totals.push((index as u32, rule.group_key(event), pane));
+            continue;
+        }
         let (value, matched) = match contribution {
             Contribution::Count => (HitValue::Count, None),
             Contribution::Value(v) => (HitValue::Value(v), None),
@@ -137,6 +158,10 @@ impl WindowState {
             HitValue::Ratio { matched } => {
                 self.total += 1;
                 *matched
+            }
+            HitValue::Total(n) => {
+                self.total += n;
+                false
             }
             HitValue::Signature { pattern } => {
                 *self.patterns.entry(*pattern).or_default() += 1;
