@@ -324,7 +324,13 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
             }
             for letter in &batch.dead_letters {
                 failed += 1;
-                eprintln!("{} {:?}: {}", letter.source, letter.position, letter.error);
+                let position = match &letter.position {
+                    feedloop_pipeline::Position::Line(line) => format!("line {line}"),
+                    feedloop_pipeline::Position::Offset { partition, offset } => {
+                        format!("partition {partition} offset {offset}")
+                    }
+                };
+                eprintln!("{} {position}: {}", letter.source, letter.error);
             }
             if status == ReadStatus::Finished {
                 break;

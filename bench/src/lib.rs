@@ -1,9 +1,11 @@
-//! Synthetic traffic and the throughput benchmark for feedloop.
+//! Synthetic traffic and the benchmarks of feedloop.
 //!
 //! [`gen`] produces seeded, reproducible API events with a set share of attack traffic and
 //! writes them as JSON Lines in feedloop's native schema. [`harness`] times a read-and-decode
-//! baseline against `feedloop scan` on such a file and writes a results page. The binaries
-//! `feedloop-gen` and `feedloop-bench` are thin command-line wrappers around both.
+//! baseline against `feedloop scan` on such a file and writes a results page, and [`results`]
+//! keeps each benchmark's section of that page apart from the others. The binaries
+//! `feedloop-gen` and `feedloop-bench` are command-line wrappers around them; `feedloop-bench
+//! latency`, which times findings through a Kafka broker, lives in the binary.
 //!
 //! Benchmarks here print and record their figures; no test asserts a wall-clock time.
 
@@ -11,3 +13,4 @@
 
 pub mod gen;
 pub mod harness;
+pub mod results;

@@ -87,7 +87,10 @@ mod tests {
     fn section_missing_is_appended() {
         let page = replace_section(PAGE, "## Finding latency\n\nfigures\n");
         assert!(page.starts_with(PAGE.trim_end()), "{page}");
-        assert!(page.ends_with("```\n\n## Finding latency\n\nfigures\n"), "{page}");
+        assert!(
+            page.ends_with("```\n\n## Finding latency\n\nfigures\n"),
+            "{page}"
+        );
     }
 
     #[test]
@@ -107,7 +110,10 @@ mod tests {
             Some("## Finding latency\n\nx\n\n")
         );
         let replaced = replace_section(page, "## Finding latency\n\nz\n");
-        assert_eq!(replaced, "# R\n\n## Finding latency\n\nz\n\n## Other\n\ny\n");
+        assert_eq!(
+            replaced,
+            "# R\n\n## Finding latency\n\nz\n\n## Other\n\ny\n"
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::source::FormatConfig;
 /// The maximum line length in bytes. Longer lines are dead-lettered with their first bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// The most bytes of input lines read into one batch.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
 /// Reads one file or stdin as a partition of records.
 pub struct LineReader {
     name: String,
@@ -161,7 +164,10 @@ impl PartitionReader for LineReader {
             return ReadStatus::Finished;
         }
         let mut taken = 0;
-        while taken < max {
+        let mut bytes = 0;
+        // A batch also ends after MAX_BATCH_BYTES, so a file of long lines does not hold
+        // thousands of megabyte-sized records in memory at once.
+        while taken < max && bytes < MAX_BATCH_BYTES {
             match self.next_line() {
                 Ok(true) => {}
                 Ok(false) => {
@@ -178,6 +184,7 @@ impl PartitionReader for LineReader {
                 continue;
             }
             taken += 1;
+            bytes += self.buffer.len();
             batch.records += 1;
             self.decode_line(batch);
         }
@@ -269,6 +276,21 @@ mod tests {
         assert!(batch.dead_letters[0].raw_truncated);
         assert_eq!(batch.events.len(), 1);
         assert_eq!(batch.events[0].1, Position::Line(2));
+    }
+
+    #[test]
+    fn batch_of_long_lines_stops_at_byte_limit() {
+        let mut text = Vec::new();
+        for _ in 0..20 {
+            text.extend(std::iter::repeat_n(b'x', 1_000_000));
+            text.push(b'\n');
+        }
+        let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+        let mut r = reader(text);
+        let mut batch = ReadBatch::default();
+        assert_eq!(r.read(1024, &mut batch), ReadStatus::Ready);
+        // Eight lines make 8,000,000 bytes, under the 8 MiB limit; the ninth crosses it.
+        assert_eq!(batch.records, 9);
     }
 
     #[test]
