@@ -1,6 +1,6 @@
 //! Sections of the results page, so each benchmark rewrites only its own part.
 //!
-//! `bench/RESULTS.md` holds the throughput benchmark's page followed by sections that other
+//! `bench/RESULTS.md` contains the throughput benchmark's page followed by sections that other
 //! benchmarks own, each opened by a level-two heading such as `## Finding latency`. A section
 //! runs from its heading to the next level-two heading outside a code block, or to the end of
 //! the page. A benchmark that wrote the whole file would otherwise delete the other

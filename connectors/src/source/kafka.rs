@@ -153,7 +153,11 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
                 "earliest"
             },
         )
-        .set("fetch.queue.backoff.ms", "10");
+        .set("fetch.queue.backoff.ms", "10")
+        // librdkafka's default of 500 ms lets a broker hold a fetch that long; tansu 0.6
+        // holds every fetch for part of it even when records are ready, which alone would
+        // use half of the one-second budget for findings. `properties` can override it.
+        .set("fetch.wait.max.ms", "100");
     for (key, value) in &config.properties {
         client.set(key, value);
     }

@@ -1,4 +1,7 @@
-//! `feedloop-bench`: the decode baseline, and the benchmark run that writes the results page.
+//! `feedloop-bench`: the decode baseline, the throughput benchmark run and the finding latency
+//! benchmark, which write their sections of the results page.
+
+mod latency;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 use feedloop_bench::gen::GeneratorConfig;
 use feedloop_bench::harness::{self, EventsFile, Manifest, Measurement};
+use feedloop_bench::results;
 
 /// How often a running command is checked for having exited or overrun its timeout.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -21,7 +25,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
 #[command(
     name = "feedloop-bench",
     version,
-    about = "Throughput benchmark for feedloop"
+    about = "Throughput and finding latency benchmarks for feedloop"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,8 +41,12 @@ enum BenchCommand {
         file: PathBuf,
     },
     /// Generate the events file (unless cached), time the decode baseline and `feedloop scan`,
-    /// and write the results page.
+    /// and write the results page, keeping the sections of other benchmarks.
     Run(RunArgs),
+    /// Start a tansu broker and `feedloop run` on 127.0.0.1, send background traffic and
+    /// attack bursts, time each burst's findings, and write the "Finding latency" section of
+    /// the results page. Exits non-zero when a burst goes undetected.
+    Latency(latency::LatencyArgs),
 }
 
 #[derive(clap::Args)]
@@ -75,6 +83,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         BenchCommand::Parse { file } => parse(&file),
         BenchCommand::Run(args) => run(&args),
+        BenchCommand::Latency(args) => latency::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -193,7 +202,14 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         before: load_before,
         after: load_average(),
     };
-    let page = results_page(args, &events, &timed, &table, &load);
+    let mut page = results_page(args, &events, &timed, &table, &load);
+    // The latency benchmark's section outlives a new throughput page.
+    if let Some(latency) = fs::read_to_string(&args.results)
+        .ok()
+        .and_then(|old| results::section(&old, results::LATENCY_HEADING).map(str::to_string))
+    {
+        page = results::replace_section(&page, &latency);
+    }
     fs::write(&args.results, page)
         .with_context(|| format!("failed to write {}", args.results.display()))?;
     eprintln!("results written to {}", args.results.display());

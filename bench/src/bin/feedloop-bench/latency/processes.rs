@@ -19,7 +19,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
-/// The tansu version that `scripts/test.sh` installs, and the folder it installs it to.
+/// The tansu version that `scripts/test.sh` installs.
 const TANSU_VERSION: &str = "0.6.0";
 
 /// How long the broker may take to accept connections.
@@ -131,6 +131,13 @@ pub fn tansu_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(cached)
+}
+
+/// Returns what `tansu --version` prints, such as `tansu 0.6.0`.
+pub fn tansu_version(tansu: &Path) -> Option<String> {
+    let output = Command::new(tansu).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !text.is_empty()).then_some(text)
 }
 
 /// A tansu broker with in-memory storage.
