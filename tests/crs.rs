@@ -194,8 +194,8 @@ const EXPECTED: &[Row] = &[
         },
         with_body: Measure {
             in_reach: 519,
-            detected: 140,
-            detected_in_reach: 140,
+            detected: 141,
+            detected_in_reach: 141,
             false_positives: 5,
         },
     },
@@ -211,9 +211,9 @@ const EXPECTED: &[Row] = &[
         },
         with_body: Measure {
             in_reach: 144,
-            detected: 51,
-            detected_in_reach: 51,
-            false_positives: 2,
+            detected: 57,
+            detected_in_reach: 57,
+            false_positives: 4,
         },
     },
     Row {
@@ -262,8 +262,8 @@ const EXPECTED: &[Row] = &[
         },
         with_body: Measure {
             in_reach: 501,
-            detected: 102,
-            detected_in_reach: 102,
+            detected: 108,
+            detected_in_reach: 108,
             false_positives: 6,
         },
     },

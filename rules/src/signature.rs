@@ -1,10 +1,12 @@
 //! Attack signatures: regular expressions over URL-decoded request fields.
 //!
 //! Attackers encode payloads so that a plain substring search misses them: `%27%20OR%201=1`,
-//! double encoding (`%2527`), `+` for spaces in a query. [`decode`] undoes percent-encoding
-//! until the text stops changing (at most three rounds, so a hostile value cannot make it loop
-//! long), turns `+` into a space and drops NUL bytes, and only then are the patterns run. All
-//! patterns of a rule run as one [`RegexSet`] pass per field.
+//! double encoding (`%2527`), `+` for spaces in a query, HTML character references
+//! (`&#60;script&#62;`) and JavaScript escapes (`\u003c`, `\x3c`). [`decode`] first undoes
+//! percent-encoding until the text stops changing, at most three rounds so a hostile value
+//! cannot make it loop long, and turns `+` into a space. It then replaces character references
+//! and escapes once and drops NUL bytes, and only then are the patterns run. All patterns of a
+//! rule run as one [`RegexSet`] pass per field.
 
 use std::borrow::Cow;
 
@@ -15,9 +17,13 @@ use crate::event::{ApiEvent, Field};
 /// The maximum number of percent-decoding rounds applied to a value.
 const MAX_DECODE_ROUNDS: usize = 3;
 
-/// Returns the value with percent-encoding undone (repeatedly), `+` as space and NUL removed.
+/// Returns the value with percent-encoding undone (repeatedly), `+` as space, HTML character
+/// references and `\u`/`\x` escapes replaced, and NUL removed.
 pub fn decode(value: &str) -> Cow<'_, str> {
-    if !value.bytes().any(|b| matches!(b, b'%' | b'+' | 0)) {
+    if !value
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'+' | b'&' | b'\\' | 0))
+    {
         return Cow::Borrowed(value);
     }
     let mut text = value.replace('+', " ");
@@ -33,8 +39,89 @@ pub fn decode(value: &str) -> Cow<'_, str> {
         }
         text = decoded;
     }
+    if text.contains('&') || text.contains('\\') {
+        text = decode_references(&text);
+    }
     text.retain(|c| c != '\0');
     Cow::Owned(text)
+}
+
+/// Replaces HTML character references (`&#60;`, `&#x3c;`, `&lt;` and the other four XML
+/// names) and JavaScript escapes (`\u003c`, `\x3c`) with their characters. The semicolon of a
+/// numeric reference is optional and leading zeros are allowed, as browsers accept both.
+/// Anything that does not parse, or names no valid character, is kept as written.
+fn decode_references(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['&', '\\']) {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        match reference(rest) {
+            Some((c, used)) => {
+                out.push(c);
+                rest = &rest[used..];
+            }
+            None => {
+                let c = rest.chars().next().expect("the match is a character");
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parses one reference or escape at the start of `text`: the character and the bytes used.
+fn reference(text: &str) -> Option<(char, usize)> {
+    let bytes = text.as_bytes();
+    let hex_run = |from: usize, max: usize| {
+        bytes[from..]
+            .iter()
+            .take(max)
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count()
+    };
+    let (value, used) = match bytes {
+        [b'\\', b'u', ..] if hex_run(2, 4) == 4 => (u32::from_str_radix(&text[2..6], 16).ok()?, 6),
+        [b'\\', b'x', ..] if hex_run(2, 2) == 2 => (u32::from_str_radix(&text[2..4], 16).ok()?, 4),
+        [b'&', b'#', b'x' | b'X', ..] => {
+            let digits = hex_run(3, 8);
+            let value = u32::from_str_radix(&text[3..3 + digits], 16).ok()?;
+            (
+                value,
+                3 + digits + usize::from(bytes.get(3 + digits) == Some(&b';')),
+            )
+        }
+        [b'&', b'#', ..] => {
+            let digits = bytes[2..]
+                .iter()
+                .take(10)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let value = text[2..2 + digits].parse().ok()?;
+            (
+                value,
+                2 + digits + usize::from(bytes.get(2 + digits) == Some(&b';')),
+            )
+        }
+        [b'&', ..] => {
+            let names = [
+                ("&lt;", '<'),
+                ("&gt;", '>'),
+                ("&quot;", '"'),
+                ("&apos;", '\''),
+                ("&amp;", '&'),
+            ];
+            let (name, c) = names.iter().find(|(name, _)| {
+                text.get(..name.len())
+                    .is_some_and(|t| t.eq_ignore_ascii_case(name))
+            })?;
+            return Some((*c, name.len()));
+        }
+        _ => return None,
+    };
+    char::from_u32(value).map(|c| (c, used))
 }
 
 /// A rule's compiled patterns and the fields they search.
@@ -141,6 +228,23 @@ mod tests {
         assert_eq!(decode("/plain/path"), "/plain/path");
         assert_eq!(decode("%00%3Cscript%3E"), "<script>");
         assert_eq!(decode("%ZZ"), "%ZZ");
+    }
+
+    #[test]
+    fn decode_replaces_references_and_escapes() {
+        assert_eq!(decode("&#60;script&#62;"), "<script>");
+        assert_eq!(decode("&#x3C;svg&#X3e;"), "<svg>");
+        assert_eq!(decode("&#0000060script"), "<script");
+        assert_eq!(decode("&lt;img src=x&GT;"), "<img src=x>");
+        assert_eq!(decode("$\\u007Bjndi:ldap"), "${jndi:ldap");
+        assert_eq!(decode("\\x3cscript"), "<script");
+        assert_eq!(decode("%26%2360%3Bscript"), "<script");
+        assert_eq!(
+            decode("a & b &#; &#xZZ; \\u12 &bogus;"),
+            "a & b &#; &#xZZ; \\u12 &bogus;"
+        );
+        assert_eq!(decode("&#1114112;"), "&#1114112;");
+        assert_eq!(decode("naïve & café"), "naïve & café");
     }
 
     #[test]
