@@ -244,7 +244,8 @@ fn scan(
     if jsonl {
         eprint!("{summary}");
     } else {
-        print!("{summary}");
+        // A closed stdout (`| head`) has seen what it wanted; the summary is not worth a panic.
+        let _ = std::io::stdout().write_all(summary.as_bytes());
         let _ = std::io::stdout().flush();
     }
     Ok(exit_code(&report))
@@ -295,13 +296,17 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
         ..RunOptions::default()
     };
     let (counts, report) = app::execute(&rules, options, readers, plan)?;
-    print!("{}", Console::summary_text(&counts, &report));
+    let mut summary = Console::summary_text(&counts, &report);
     if let Some(jsonl) = &config.outputs.jsonl {
-        println!("  findings written to {}", jsonl.path.display());
+        summary.push_str(&format!("  findings written to {}\n", jsonl.path.display()));
     }
     if let Some(dead) = &config.dead_letter {
-        println!("  dead letters written to {}", dead.path.display());
+        summary.push_str(&format!(
+            "  dead letters written to {}\n",
+            dead.path.display()
+        ));
     }
+    let _ = std::io::stdout().write_all(summary.as_bytes());
     Ok(exit_code(&report))
 }
 

@@ -263,3 +263,27 @@ fn scan_reads_gzip_from_stdin() {
     assert!(output.status.success());
     assert_eq!(common::parse_lines(&output.stdout).len(), 94);
 }
+
+#[test]
+fn scan_into_closed_pipe_exits_quietly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_feedloop"))
+        // Over 64 KiB of output, more than a pipe buffers, so writes after the close fail.
+        .args(["scan", "--early", common::elastic_log().to_str().unwrap()])
+        .arg(common::yauaa_log())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `| head -1` does.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("[final] "), "{first}");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}

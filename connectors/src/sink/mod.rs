@@ -205,9 +205,13 @@ fn flush_all(sinks: &mut Sinks, stdout: &mut impl Write, report: &mut DeliveryRe
     }
 }
 
-/// Keeps the first write error of each destination; later ones repeat it.
+/// Keeps the first write error of each destination; later ones repeat it. A closed stdout
+/// (`feedloop scan ... | head`) is not an error: its reader wanted no more.
 fn record(result: io::Result<()>, destination: &str, report: &mut DeliveryReport) {
     if let Err(err) = result {
+        if destination == "stdout" && err.kind() == io::ErrorKind::BrokenPipe {
+            return;
+        }
         let message = format!("failed to write to {destination}: {err}");
         if !report.write_errors.contains(&message) {
             tracing::error!(destination, error = %err, "failed to write output");
