@@ -280,7 +280,7 @@ fn scan_into_closed_pipe_exits_quietly() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert!(first.starts_with("[final] "), "{first}");
+    assert!(first.starts_with("[early] "), "{first}");
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
