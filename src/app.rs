@@ -35,7 +35,7 @@ pub struct OutputPlan {
     pub final_only: bool,
 }
 
-/// The most worker threads a run may ask for; each one is a thread with its own buffers.
+/// The maximum worker count of a run, because each worker is a thread with its own buffers.
 pub const MAX_WORKERS: usize = 64;
 
 /// The longest allowed lateness; windows stay open this much longer than their size.

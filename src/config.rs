@@ -44,7 +44,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// The most windows one rule may keep open per worker; hits beyond are dropped and counted.
+    /// The maximum number of windows one rule keeps open per worker; hits beyond are dropped and
+    /// counted.
     #[serde(default = "default_max_windows")]
     pub max_windows_per_rule: usize,
     /// How far ahead of the wall clock an event time may be; later events are dead-lettered.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use feedloop_connectors::sink::console::Console;
+use feedloop_connectors::sink::console::{printable, Console};
 use feedloop_connectors::source::FormatConfig;
 use feedloop_pipeline::RunOptions;
 use feedloop_rules::{HumanDuration, RuleSet};
@@ -40,35 +40,7 @@ enum Command {
         workers: Option<usize>,
     },
     /// Scan log files with the shipped rule packs (or --rules) and print the findings.
-    Scan {
-        /// Log files, plain or gzip; `-` reads stdin.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Rule files or folders to use instead of the shipped packs.
-        #[arg(long)]
-        rules: Vec<PathBuf>,
-        /// Output: readable text, or one JSON finding per line on stdout (summary on stderr).
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
-        /// Input layout; `auto` detects JSON Lines or the combined log format per file.
-        #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
-        input_format: InputFormat,
-        /// Worker threads.
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// How far an event may trail the newest event of its file and still count.
-        #[arg(long, default_value = "1m")]
-        allowed_lateness: HumanDuration,
-        /// Also report early findings (the condition holds while the window is still open).
-        #[arg(long)]
-        early: bool,
-        /// Write records that fail to decode, and late events, to this JSON Lines file.
-        #[arg(long)]
-        dead_letter: Option<PathBuf>,
-        /// The most windows one rule may keep open per worker; hits beyond are dropped and counted.
-        #[arg(long, default_value_t = 250_000)]
-        max_windows_per_rule: usize,
-    },
+    Scan(ScanArgs),
     /// Decode log files and print each event as native JSON, one per line, for publishing to
     /// Kafka or checking a field mapping. Records that fail to decode are reported on stderr.
     Events {
@@ -84,6 +56,39 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+}
+
+/// The arguments of `feedloop scan`.
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// Log files, plain or gzip; `-` reads stdin.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Rule files or folders to use instead of the shipped packs.
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Output: readable text, or one JSON finding per line on stdout (summary on stderr).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// Input layout; `auto` detects JSON Lines or the combined log format per file.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    input_format: InputFormat,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// How far an event may trail the newest event of its file and still count.
+    #[arg(long, default_value = "1m")]
+    allowed_lateness: HumanDuration,
+    /// Also report early findings (the condition is met while the window is still open).
+    #[arg(long)]
+    early: bool,
+    /// Write records that fail to decode, and late events, to this JSON Lines file.
+    #[arg(long)]
+    dead_letter: Option<PathBuf>,
+    /// The maximum number of windows one rule keeps open per worker; hits beyond are dropped and
+    /// counted.
+    #[arg(long, default_value_t = 250_000)]
+    max_windows_per_rule: usize,
 }
 
 #[derive(Subcommand)]
@@ -124,29 +129,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, workers } => run(config, workers),
-        Command::Scan {
-            files,
-            rules,
-            format,
-            input_format,
-            workers,
-            allowed_lateness,
-            early,
-            dead_letter,
-            max_windows_per_rule,
-        } => {
-            let input_format = input_format.into();
-            let options = ScanOptions {
-                max_windows_per_rule,
-                format,
-                input_format,
-                workers,
-                allowed_lateness,
-                early,
-                dead_letter,
-            };
-            scan(files, rules, options)
-        }
+        Command::Scan(args) => scan(args),
         Command::Events {
             files,
             input_format,
@@ -187,34 +170,21 @@ fn init_logging() {
         .init();
 }
 
-struct ScanOptions {
-    max_windows_per_rule: usize,
-    format: OutputFormat,
-    input_format: FormatConfig,
-    workers: usize,
-    allowed_lateness: HumanDuration,
-    early: bool,
-    dead_letter: Option<PathBuf>,
-}
-
-fn scan(
-    files: Vec<PathBuf>,
-    rule_paths: Vec<PathBuf>,
-    options: ScanOptions,
-) -> anyhow::Result<ExitCode> {
-    let rules = app::load_rules(&rule_paths)?;
+fn scan(options: ScanArgs) -> anyhow::Result<ExitCode> {
+    let rules = app::load_rules(&options.rules)?;
+    let input_format: FormatConfig = options.input_format.into();
     let workers = options.workers;
-    let specs: Vec<PartitionSpec> = files
-        .into_iter()
+    let specs: Vec<PartitionSpec> = options
+        .files
+        .iter()
         .map(|path| {
+            let format = input_format.clone();
             if path.as_os_str() == "-" {
-                PartitionSpec::Stdin {
-                    format: options.input_format.clone(),
-                }
+                PartitionSpec::Stdin { format }
             } else {
                 PartitionSpec::File {
-                    path,
-                    format: options.input_format.clone(),
+                    path: path.clone(),
+                    format,
                 }
             }
         })
@@ -329,13 +299,8 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
             }
             for letter in &batch.dead_letters {
                 failed += 1;
-                let position = match &letter.position {
-                    feedloop_pipeline::Position::Line(line) => format!("line {line}"),
-                    feedloop_pipeline::Position::Offset { partition, offset } => {
-                        format!("partition {partition} offset {offset}")
-                    }
-                };
-                eprintln!("{} {position}: {}", letter.source, letter.error);
+                let line = format!("{} {}: {}", letter.source, letter.position, letter.error);
+                eprintln!("{}", printable(&line));
             }
             if status == ReadStatus::Finished {
                 break;
@@ -350,7 +315,7 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
 }
 
 /// Returns failure when the run lost anything (an input cut short, a failed write, a finding
-/// a webhook did not accept), so scripts and CI notice; the summary says what.
+/// a webhook did not accept), so scripts and CI notice. The summary lists what was lost.
 fn exit_code(report: &feedloop_connectors::sink::DeliveryReport) -> ExitCode {
     if report.lost_anything() {
         ExitCode::FAILURE

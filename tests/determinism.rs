@@ -24,15 +24,6 @@ fn keys(findings: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn finals(findings: Vec<Value>) -> Vec<Value> {
-    common::sorted(
-        findings
-            .into_iter()
-            .filter(|f| f["phase"] == "final")
-            .collect(),
-    )
-}
-
 #[test]
 fn two_workers_match_one_worker() {
     let logs = [common::elastic_log(), common::yauaa_log()];
@@ -41,7 +32,7 @@ fn two_workers_match_one_worker() {
     let two = common::scan_jsonl(&logs, &["--early", "--workers", "2"]);
     assert!(one.len() > 100, "only {} findings", one.len());
     assert_eq!(keys(&one), keys(&two));
-    common::assert_same_findings(&finals(one), &finals(two), "two workers");
+    common::assert_same_findings(&common::finals(one), &common::finals(two), "two workers");
 }
 
 #[test]
@@ -99,7 +90,7 @@ fn shuffled_within_lateness_gives_same_findings() {
             keys(&reordered),
             "{name}: early and final sets differ"
         );
-        common::assert_same_findings(&finals(reordered), &finals(original), name);
+        common::assert_same_findings(&common::finals(reordered), &common::finals(original), name);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -164,15 +164,6 @@ fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
     sent
 }
 
-fn final_findings(findings: Vec<Value>) -> Vec<Value> {
-    common::sorted(
-        findings
-            .into_iter()
-            .filter(|f| f["phase"] == "final")
-            .collect(),
-    )
-}
-
 #[test]
 fn kafka_topic_gives_same_findings_as_files() {
     let broker = start_broker();
@@ -215,8 +206,8 @@ fn kafka_topic_gives_same_findings_as_files() {
     assert!(from_files.len() > 100);
     assert_eq!(early(&from_kafka), early(&from_files));
     common::assert_same_findings(
-        &final_findings(from_kafka),
-        &final_findings(from_files),
+        &common::finals(from_kafka),
+        &common::finals(from_files),
         "final findings from Kafka",
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -34,12 +34,12 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use feedloop_rules::{ApiEvent, Rule};
 
 use crate::driver::Output;
-use crate::finding::Finding;
+use crate::finding::{Finding, Phase};
 use crate::window::{hits_of, GroupKey, Hit, HitValue, TotalKey, WindowStore};
 
 /// Resource limits of the dataflow and where their overflow is counted.
 pub struct Limits {
-    /// The most windows one rule may keep open on one worker.
+    /// The maximum number of windows one rule keeps open on one worker.
     pub max_windows_per_rule: usize,
     /// The run's counters; dropped hits are added here.
     pub counters: Arc<crate::driver::Counters>,
@@ -148,7 +148,7 @@ pub fn build<'scope>(
                 let time = cap.least().copied().unwrap_or(0);
                 for finding in data.drain(..) {
                     // Early findings leave at once; finals wait to be sent in a stable order.
-                    if finding.phase == crate::finding::Phase::Early {
+                    if finding.phase == Phase::Early {
                         let _ = output.send(Output::Finding(Box::new(finding)));
                     } else {
                         collector.stash.entry(time).or_default().push(finding);
@@ -160,7 +160,8 @@ pub fn build<'scope>(
     );
 }
 
-/// What matching one event yields: a hit, or a non-matching ratio event as a collection update.
+/// The output of matching one event: a hit, or a non-matching ratio event as a collection
+/// update.
 #[derive(Clone)]
 enum Matched {
     Hit(Box<Hit>),
@@ -273,7 +274,8 @@ impl Collector {
                 break;
             }
             let mut findings = entry.remove();
-            findings.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+            // The key serializes each group once, not once per comparison.
+            findings.sort_by_cached_key(order_key);
             for finding in findings {
                 let _ = output.send(Output::Finding(Box::new(finding)));
             }
@@ -281,12 +283,7 @@ impl Collector {
     }
 }
 
-fn order_key(finding: &Finding) -> impl Ord + '_ {
-    (
-        finding.phase,
-        &finding.window.end,
-        &finding.rule_id,
-        finding.key().1,
-        &finding.window.start,
-    )
+fn order_key(finding: &Finding) -> (Phase, String, String, String, String) {
+    let (rule, group, start, phase) = finding.key();
+    (phase, finding.window.end.clone(), rule, group, start)
 }

@@ -4,6 +4,8 @@
 //! arrives after its windows have closed both become a [`DeadLetter`], which the run counts and
 //! writes to the dead-letter output with enough context to find and replay the original.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// The maximum number of bytes of a raw record a dead letter keeps.
@@ -17,6 +19,17 @@ pub enum Position {
     Line(u64),
     /// Kafka partition and offset.
     Offset { partition: i32, offset: i64 },
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Line(line) => write!(f, "line {line}"),
+            Position::Offset { partition, offset } => {
+                write!(f, "partition {partition} offset {offset}")
+            }
+        }
+    }
 }
 
 /// The reason a record was set aside.

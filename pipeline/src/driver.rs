@@ -101,8 +101,8 @@ pub struct RunOptions {
     /// How far ahead of the wall clock an event time may be; later events are dead-lettered,
     /// because one such time would push the watermark past every open window.
     pub max_future_ms: u64,
-    /// The most windows one rule may keep open on one worker; hits that would open more are
-    /// dropped and counted.
+    /// The maximum number of windows one rule keeps open on one worker. Hits that would open more
+    /// are dropped and counted.
     pub max_windows_per_rule: usize,
 }
 
@@ -189,9 +189,8 @@ pub fn run(
         });
 
         let partitions = readers(worker.index(), worker.peers());
-        let mut feeder = Feeder::new(partitions, &options, &shared, output);
-        feeder.worker = worker.index();
-        feeder.board = board.clone();
+        let place = (worker.index(), board.clone());
+        let mut feeder = Feeder::new(partitions, &options, &shared, output, place);
         while feeder.feed(&mut input) {
             worker.step_or_park(feeder.park_for());
         }
@@ -253,6 +252,7 @@ impl<'a> Feeder<'a> {
         options: &RunOptions,
         counters: &'a Counters,
         output: Sender<Output>,
+        (worker, board): (usize, Arc<WatermarkBoard>),
     ) -> Feeder<'a> {
         let clocks = partitions
             .iter()
@@ -273,8 +273,8 @@ impl<'a> Feeder<'a> {
             output,
             batch: ReadBatch::default(),
             quiet: false,
-            worker: 0,
-            board: Arc::new(WatermarkBoard::new(1)),
+            worker,
+            board,
         }
     }
 

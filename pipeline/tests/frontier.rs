@@ -47,7 +47,7 @@ impl PartitionReader for Steady {
     }
 }
 
-/// A partition that has nothing and says so.
+/// A partition that has nothing and reports itself idle.
 struct Quiet;
 
 impl PartitionReader for Quiet {

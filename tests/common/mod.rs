@@ -82,6 +82,16 @@ pub fn sorted(mut findings: Vec<Value>) -> Vec<Value> {
     findings
 }
 
+/// Returns the final findings, sorted as [`sorted`] does.
+pub fn finals(findings: Vec<Value>) -> Vec<Value> {
+    sorted(
+        findings
+            .into_iter()
+            .filter(|f| f["phase"] == "final")
+            .collect(),
+    )
+}
+
 /// Reads the run summary's number for a label such as `late`.
 pub fn summary_count(summary: &str, label: &str) -> u64 {
     summary

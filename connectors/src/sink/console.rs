@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use feedloop_pipeline::{Finding, Phase, Position, RunCounts};
+use feedloop_pipeline::{Finding, Phase, RunCounts};
 
 use super::DeliveryReport;
 
@@ -106,19 +106,13 @@ impl Console {
         if !report.dead_letter_samples.is_empty() {
             let _ = writeln!(text, "  first dead letters:");
             for letter in &report.dead_letter_samples {
-                let position = match &letter.position {
-                    Position::Line(line) => format!("line {line}"),
-                    Position::Offset { partition, offset } => {
-                        format!("partition {partition} offset {offset}")
-                    }
-                };
-                let _ = writeln!(
-                    text,
-                    "    {} {}: {}",
+                let line = format!(
+                    "{} {}: {}",
                     letter.source,
-                    position,
+                    letter.position,
                     cut(&letter.error, 160)
                 );
+                let _ = writeln!(text, "    {}", printable(&line));
             }
         }
         for hook in &report.webhooks {

@@ -19,7 +19,7 @@ use crate::source::FormatConfig;
 /// The maximum line length in bytes. Longer lines are dead-lettered with their first bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// The most bytes of input lines read into one batch.
+/// The maximum number of input line bytes read into one batch.
 const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// Reads one file or stdin as a partition of records.
@@ -28,7 +28,7 @@ pub struct LineReader {
     input: Box<dyn BufRead + Send>,
     format: FormatConfig,
     decoder: Option<Decoder>,
-    /// The format and line it was detected from, when the configuration said `auto`.
+    /// The format and line it was detected from, when the configuration sets `auto`.
     detected: Option<(&'static str, u64)>,
     line: u64,
     buffer: Vec<u8>,
@@ -107,13 +107,7 @@ impl LineReader {
         let position = Position::Line(self.line);
         if self.buffer.len() > MAX_LINE_BYTES {
             let error = format!("line is longer than the maximum of {MAX_LINE_BYTES} bytes");
-            batch.dead_letters.push(DeadLetter::new(
-                &self.name,
-                position,
-                Reason::Decode,
-                error,
-                &self.buffer,
-            ));
+            batch.dead_letters.push(self.dead_letter(position, error));
             return;
         }
         if self.decoder.is_none() {
@@ -142,15 +136,14 @@ impl LineReader {
                     ),
                     None => err.to_string(),
                 };
-                batch.dead_letters.push(DeadLetter::new(
-                    &self.name,
-                    position,
-                    Reason::Decode,
-                    error,
-                    &self.buffer,
-                ));
+                batch.dead_letters.push(self.dead_letter(position, error));
             }
         }
+    }
+
+    /// Builds the dead letter of the line in the buffer.
+    fn dead_letter(&self, position: Position, error: String) -> DeadLetter {
+        DeadLetter::new(&self.name, position, Reason::Decode, error, &self.buffer)
     }
 }
 

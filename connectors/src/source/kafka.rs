@@ -280,35 +280,44 @@ impl Shared {
     }
 
     fn pause_if_full(&mut self, partition: i32) {
-        let Some(buffer) = self.buffers.get_mut(&partition) else {
-            return;
-        };
-        if buffer.paused || buffer.messages.len() < BUFFER_PAUSE {
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&self.topic, partition);
-        match self.consumer.pause(&list) {
-            Ok(()) => buffer.paused = true,
-            Err(err) => {
-                tracing::warn!(topic = %self.topic, partition, error = %err, "failed to pause Kafka partition")
-            }
+        let full = self
+            .buffers
+            .get(&partition)
+            .is_some_and(|b| b.messages.len() >= BUFFER_PAUSE);
+        if full {
+            self.set_paused(partition, true);
         }
     }
 
     fn resume_if_drained(&mut self, partition: i32) {
+        let drained = self
+            .buffers
+            .get(&partition)
+            .is_some_and(|b| b.messages.len() <= BUFFER_PAUSE / 2);
+        if drained {
+            self.set_paused(partition, false);
+        }
+    }
+
+    /// Pauses or resumes fetching a partition at the broker, unless it already is so.
+    fn set_paused(&mut self, partition: i32, paused: bool) {
         let Some(buffer) = self.buffers.get_mut(&partition) else {
             return;
         };
-        if !buffer.paused || buffer.messages.len() > BUFFER_PAUSE / 2 {
+        if buffer.paused == paused {
             return;
         }
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.topic, partition);
-        match self.consumer.resume(&list) {
-            Ok(()) => buffer.paused = false,
+        let result = if paused {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        match result {
+            Ok(()) => buffer.paused = paused,
             Err(err) => {
-                tracing::warn!(topic = %self.topic, partition, error = %err, "failed to resume Kafka partition")
+                tracing::warn!(topic = %self.topic, partition, paused, error = %err, "failed to pause or resume Kafka partition")
             }
         }
     }
