@@ -4,6 +4,7 @@
 //! the dataflow emits (findings and dead letters) to the console, files and webhooks.
 
 pub mod decode;
+pub mod delivery;
 pub mod encode;
 pub mod sink;
 pub mod source;

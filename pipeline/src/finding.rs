@@ -46,6 +46,9 @@ pub struct Evidence {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub latency_ms: Option<f64>,
     pub client: String,
+    /// The service the call was made to, when the input names one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub principal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -93,6 +96,10 @@ pub struct Finding {
     pub severity: Severity,
     pub stages: Vec<Stage>,
     pub tags: Vec<String>,
+    /// The service the finding is about: the group's `service` value, otherwise the service
+    /// of its earliest evidence event; absent when the input names no service.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub service: Option<String>,
     /// `group_by` field name to value; `null` where the events lacked the field.
     pub group: serde_json::Map<String, serde_json::Value>,
     pub window: WindowBounds,

@@ -123,6 +123,7 @@ fn evidence_of(event: &ApiEvent, matched: Option<SignatureEvidence>) -> Evidence
         status: event.status,
         latency_ms: event.latency_ms,
         client: event.client.clone(),
+        service: (!event.service.is_empty()).then(|| event.service.clone()),
         principal: event.principal.clone(),
         user_agent: event.user_agent.as_deref().map(|u| cut(u, 256).to_string()),
         matched,
@@ -345,7 +346,11 @@ impl WindowStore {
                     .map_or(serde_json::Value::Null, serde_json::Value::String);
                 (field.to_string(), value)
             })
-            .collect();
+            .collect::<serde_json::Map<_, _>>();
+        let service = match group.get("service") {
+            Some(serde_json::Value::String(service)) => Some(service.clone()),
+            _ => state.evidence.first().and_then(|e| e.service.clone()),
+        };
         let (distinct, ratio, total, patterns) = match &rule.detection {
             Detection::Distinct { .. } => (Some(state.values.len() as u64), None, None, None),
             Detection::Ratio { .. } => {
@@ -376,6 +381,7 @@ impl WindowStore {
             severity: rule.severity,
             stages: rule.stages.clone(),
             tags: rule.tags.clone(),
+            service,
             group,
             window: WindowBounds {
                 start: format_seconds(start),
@@ -526,6 +532,7 @@ mod tests {
             status: Some(200),
             latency_ms: None,
             client: "c".into(),
+            service: None,
             principal: None,
             user_agent: None,
             matched: None,

@@ -1,0 +1,574 @@
+//! Rendering: titles and bodies from templates, each service's size limits, and redaction.
+//!
+//! A template is text with `{{ field }}` placeholders naming finding fields (`title`,
+//! `severity`, `group.client`, `window.start`, ...). Templates are checked against the finding
+//! schema when the configuration loads, so a misspelt field fails then, not at 3 a.m. A field
+//! that a particular finding lacks (`distinct` on a threshold rule, `group.user` on a rule that
+//! groups by client) makes that rendering fail; the receiver then sends the plain default text
+//! and the failure is counted.
+//!
+//! Limits are counted in characters, never bytes, and a cut text ends with a note saying how
+//! much was left out, so a reader knows the message is incomplete. Redaction happens before
+//! rendering: a receiver's policy hashes or drops principals, clients, query strings and user
+//! agents in the group and the evidence, so a public repository never sees what a private
+//! Jira project may.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use feedloop_pipeline::Finding;
+
+use super::Notice;
+
+/// The fields a template may name, besides `group.<field>`.
+pub const TEMPLATE_FIELDS: &[&str] = &[
+    "change",
+    "condition",
+    "count",
+    "distinct",
+    "fingerprint",
+    "first_seen",
+    "group",
+    "group_count",
+    "kind",
+    "last_seen",
+    "owners",
+    "ratio",
+    "rule_id",
+    "service",
+    "severity",
+    "stages",
+    "tags",
+    "title",
+    "total",
+    "window.end",
+    "window.start",
+];
+
+/// The default title template.
+pub const DEFAULT_TITLE: &str = "{{ title }}: {{ group }}";
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field(String),
+}
+
+impl Template {
+    /// Parses a template and checks every field it names.
+    pub fn parse(source: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or_else(|| {
+                format!("template `{source}` opens `{{{{` without a closing `}}}}`")
+            })?;
+            let field = after[..close].trim();
+            check_field(field).map_err(|err| format!("template `{source}`: {err}"))?;
+            parts.push(Part::Field(field.to_string()));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template {
+            source: source.to_string(),
+            parts,
+        })
+    }
+
+    /// Returns the template's text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders the template for a notice; fails when a named field has no value.
+    pub fn render(&self, notice: &Notice) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Field(field) => out.push_str(&field_value(notice, field)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn check_field(field: &str) -> Result<(), String> {
+    if TEMPLATE_FIELDS.contains(&field) {
+        return Ok(());
+    }
+    if let Some(name) = field.strip_prefix("group.") {
+        if feedloop_rules::Field::parse(name).is_some() {
+            return Ok(());
+        }
+        return Err(format!(
+            "unknown group field `{name}`; use an event field such as `group.client`"
+        ));
+    }
+    Err(format!(
+        "unknown field `{field}`; use one of {}, or group.<field>",
+        TEMPLATE_FIELDS.join(", ")
+    ))
+}
+
+fn field_value(notice: &Notice, field: &str) -> Result<String, String> {
+    let finding = notice.finding();
+    let missing = || format!("the finding has no `{field}`");
+    let value = match field {
+        "change" => notice.kind.as_str().to_string(),
+        "condition" => finding.condition.clone(),
+        "count" => finding.count.to_string(),
+        "distinct" => finding.distinct.ok_or_else(missing)?.to_string(),
+        "fingerprint" => finding.fingerprint.clone(),
+        "first_seen" => finding.first_seen.clone(),
+        "group" => group_text(finding),
+        "group_count" => notice
+            .group
+            .as_ref()
+            .map_or(1, |group| group.count)
+            .to_string(),
+        "kind" => finding.kind.clone(),
+        "last_seen" => finding.last_seen.clone(),
+        "owners" => notice.target.owners.join(", "),
+        "ratio" => finding.ratio.ok_or_else(missing)?.to_string(),
+        "rule_id" => finding.rule_id.clone(),
+        "service" => finding.service.clone().ok_or_else(missing)?,
+        "severity" => finding.severity.as_str().to_string(),
+        "stages" => finding
+            .stages
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        "tags" => finding.tags.join(", "),
+        "title" => finding.title.clone(),
+        "total" => finding.total.ok_or_else(missing)?.to_string(),
+        "window.end" => finding.window.end.clone(),
+        "window.start" => finding.window.start.clone(),
+        other => {
+            let name = other.strip_prefix("group.").ok_or_else(missing)?;
+            match finding.group.get(name) {
+                Some(serde_json::Value::String(value)) => value.clone(),
+                _ => return Err(missing()),
+            }
+        }
+    };
+    Ok(value)
+}
+
+/// Returns a finding's group as `field=value, ...`, or `all` for a rule without `group_by`.
+pub fn group_text(finding: &Finding) -> String {
+    if finding.group.is_empty() {
+        return "all".to_string();
+    }
+    finding
+        .group
+        .iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(value) => format!("{name}={value}"),
+            _ => format!("{name}=(none)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Cuts a text to at most `max` characters, ending it with a note of how many were left out.
+pub fn truncate(text: &str, max: usize) -> String {
+    let total = text.chars().count();
+    if total <= max {
+        return text.to_string();
+    }
+    // The note's length depends on the number it holds; find the longest prefix that fits.
+    let mut keep = max;
+    loop {
+        let note = format!("... ({} more characters)", total - keep);
+        let note_len = note.chars().count();
+        if note_len >= max {
+            return text.chars().take(max).collect();
+        }
+        if keep + note_len <= max {
+            let mut out: String = text.chars().take(keep).collect();
+            out.push_str(&note);
+            return out;
+        }
+        keep = max - note_len;
+    }
+}
+
+/// What a redaction policy does to one kind of value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Treatment {
+    /// Shown as it is.
+    #[default]
+    Keep,
+    /// Replaced by `hash:` and the first 12 hex digits of its SHA-256, so equal values still
+    /// look equal.
+    Hash,
+    /// Left out.
+    Drop,
+}
+
+/// A receiver's redaction policy for groups and evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redaction {
+    /// Principals (user ids, API keys' owners).
+    #[serde(default)]
+    pub principals: Treatment,
+    /// Client addresses.
+    #[serde(default)]
+    pub clients: Treatment,
+    /// Query strings, and signature excerpts taken from them.
+    #[serde(default)]
+    pub query: Treatment,
+    /// User agents.
+    #[serde(default)]
+    pub user_agents: Treatment,
+}
+
+impl Redaction {
+    /// The policy for a public place: hashed principals and clients, no query strings.
+    pub fn public() -> Redaction {
+        Redaction {
+            principals: Treatment::Hash,
+            clients: Treatment::Hash,
+            query: Treatment::Drop,
+            user_agents: Treatment::Keep,
+        }
+    }
+
+    /// Returns a copy of the finding with the policy applied to its group and evidence.
+    pub fn apply(&self, finding: &Finding) -> Finding {
+        let mut out = finding.clone();
+        for (name, value) in out.group.iter_mut() {
+            let treatment = match name.as_str() {
+                "principal" => self.principals,
+                "client" => self.clients,
+                "query" => self.query,
+                "user_agent" => self.user_agents,
+                _ => Treatment::Keep,
+            };
+            if let serde_json::Value::String(text) = value {
+                *value = match treat(treatment, text) {
+                    Some(text) => serde_json::Value::String(text),
+                    None => serde_json::Value::String("(redacted)".to_string()),
+                };
+            }
+        }
+        for event in &mut out.evidence {
+            event.client = treat(self.clients, &event.client).unwrap_or_default();
+            event.principal = event
+                .principal
+                .as_deref()
+                .and_then(|p| treat(self.principals, p));
+            event.user_agent = event
+                .user_agent
+                .as_deref()
+                .and_then(|u| treat(self.user_agents, u));
+            event.query = event.query.as_deref().and_then(|q| treat(self.query, q));
+            let from_query = event.matched.as_ref().is_some_and(|m| m.field == "query");
+            if from_query && self.query != Treatment::Keep {
+                if let Some(matched) = &mut event.matched {
+                    matched.excerpt = "(redacted)".to_string();
+                }
+            }
+        }
+        out
+    }
+}
+
+fn treat(treatment: Treatment, value: &str) -> Option<String> {
+    match treatment {
+        Treatment::Keep => Some(value.to_string()),
+        Treatment::Drop => None,
+        Treatment::Hash => Some(hash_value(value)),
+    }
+}
+
+/// Returns `hash:` and the first 12 hex digits of the value's SHA-256.
+pub fn hash_value(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let mut out = String::from("hash:");
+    for byte in &digest[..6] {
+        write!(out, "{byte:02x}").expect("writing to a String cannot fail");
+    }
+    out
+}
+
+/// The facts every message shows, as label and value, in order.
+pub fn facts(notice: &Notice, finding: &Finding) -> Vec<(&'static str, String)> {
+    let mut facts = vec![
+        ("Change", notice.kind.as_str().to_string()),
+        ("Rule", finding.rule_id.clone()),
+        ("Severity", finding.severity.as_str().to_string()),
+        (
+            "Stages",
+            finding
+                .stages
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ];
+    if let Some(service) = &finding.service {
+        facts.push(("Service", service.clone()));
+    }
+    facts.push(("Group", group_text(finding)));
+    facts.push((
+        "Window",
+        format!("{} to {}", finding.window.start, finding.window.end),
+    ));
+    facts.push(("Condition", finding.condition.clone()));
+    let mut measured = format!("count {}", finding.count);
+    if let Some(distinct) = finding.distinct {
+        write!(measured, ", distinct {distinct}").expect("writing to a String cannot fail");
+    }
+    if let (Some(ratio), Some(total)) = (finding.ratio, finding.total) {
+        write!(measured, ", ratio {ratio} of {total}").expect("writing to a String cannot fail");
+    }
+    facts.push(("Measured", measured));
+    if let Some(group) = &notice.group {
+        facts.push(("Findings in group", group.count.to_string()));
+    }
+    if !finding.tags.is_empty() {
+        facts.push(("Tags", finding.tags.join(", ")));
+    }
+    if !notice.target.owners.is_empty() {
+        facts.push(("Owners", notice.target.owners.join(", ")));
+    }
+    facts.push(("Fingerprint", finding.fingerprint.clone()));
+    facts
+}
+
+/// The evidence table's column names.
+pub const EVIDENCE_COLUMNS: [&str; 6] =
+    ["time", "client", "request", "status", "principal", "match"];
+
+/// Returns one row per evidence event, in [`EVIDENCE_COLUMNS`] order.
+pub fn evidence_rows(finding: &Finding) -> Vec<[String; 6]> {
+    finding
+        .evidence
+        .iter()
+        .map(|e| {
+            let request = match &e.query {
+                Some(query) => format!("{} {}?{}", e.method, e.path, query),
+                None => format!("{} {}", e.method, e.path),
+            };
+            let matched = e
+                .matched
+                .as_ref()
+                .map(|m| format!("{} in {}: {}", m.pattern, m.field, m.excerpt))
+                .unwrap_or_default();
+            [
+                e.time.clone(),
+                e.client.clone(),
+                request,
+                e.status.map(|s| s.to_string()).unwrap_or_default(),
+                e.principal.clone().unwrap_or_default(),
+                matched,
+            ]
+        })
+        .collect()
+}
+
+/// The marker every created object carries, so an interrupted create can be found again.
+pub fn marker(key: &str) -> String {
+    format!("feedloop-{}", &key[..key.len().min(16)])
+}
+
+/// Renders a Markdown body: facts, evidence table and the fingerprint marker.
+pub fn markdown(notice: &Notice, finding: &Finding, intro: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(intro) = intro {
+        out.push_str(intro);
+        out.push_str("\n\n");
+    }
+    for (label, value) in facts(notice, finding) {
+        writeln!(out, "- **{label}:** {}", markdown_escape(&value))
+            .expect("writing to a String cannot fail");
+    }
+    let rows = evidence_rows(finding);
+    if !rows.is_empty() {
+        out.push_str("\n| ");
+        out.push_str(&EVIDENCE_COLUMNS.join(" | "));
+        out.push_str(" |\n|");
+        out.push_str(&"---|".repeat(EVIDENCE_COLUMNS.len()));
+        out.push('\n');
+        for row in rows {
+            let cells: Vec<String> = row.iter().map(|c| markdown_cell(c)).collect();
+            writeln!(out, "| {} |", cells.join(" | ")).expect("writing to a String cannot fail");
+        }
+    }
+    write!(out, "\n<!-- {} -->", marker(&notice.key)).expect("writing to a String cannot fail");
+    out
+}
+
+fn markdown_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('*', "\\*")
+        .replace('_', "\\_")
+        .replace('<', "&lt;")
+        .replace('`', "\\`")
+}
+
+fn markdown_cell(text: &str) -> String {
+    format!(
+        "`{}`",
+        text.replace('`', "'")
+            .replace('|', "\\|")
+            .replace('\n', " ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{ChangeKind, Notice, Target};
+
+    pub(crate) fn finding() -> Finding {
+        serde_json::from_value(serde_json::json!({
+            "rule_id": "login-bruteforce",
+            "title": "Repeated failed logins",
+            "fingerprint": "0123456789abcdef0123456789abcdef",
+            "phase": "early",
+            "kind": "threshold",
+            "severity": "high",
+            "stages": ["operate", "test"],
+            "tags": ["owasp-api2"],
+            "service": "accounts",
+            "group": {"client": "203.0.113.9", "principal": "alice"},
+            "window": {"start": "2026-12-04T10:00:00Z", "end": "2026-12-04T10:05:00Z"},
+            "condition": "count >= 20",
+            "count": 20,
+            "first_seen": "2026-12-04T10:00:01.000Z",
+            "last_seen": "2026-12-04T10:01:00.000Z",
+            "evidence": [{
+                "time": "2026-12-04T10:00:01.000Z",
+                "method": "POST",
+                "path": "/login",
+                "query": "user=alice&pw=x",
+                "status": 401,
+                "client": "203.0.113.9",
+                "principal": "alice",
+                "user_agent": "curl/8",
+                "matched": {"pattern": "sqli", "field": "query", "excerpt": "pw=x"}
+            }]
+        }))
+        .unwrap()
+    }
+
+    fn notice() -> Notice {
+        Notice {
+            key: "0123456789abcdef0123456789abcdef".into(),
+            change_id: "c1".into(),
+            kind: ChangeKind::Opened,
+            findings: vec![finding()],
+            group: None,
+            target: Target::default(),
+        }
+    }
+
+    #[test]
+    fn template_renders_fields() {
+        let template =
+            Template::parse("[{{ severity }}] {{title}} for {{ group.client }}").unwrap();
+        assert_eq!(
+            template.render(&notice()).unwrap(),
+            "[high] Repeated failed logins for 203.0.113.9"
+        );
+        let default = Template::parse(DEFAULT_TITLE).unwrap();
+        assert_eq!(
+            default.render(&notice()).unwrap(),
+            "Repeated failed logins: client=203.0.113.9, principal=alice"
+        );
+    }
+
+    #[test]
+    fn template_rejects_unknown_fields_at_parse() {
+        let err = Template::parse("{{ severty }}").unwrap_err();
+        assert!(
+            err.starts_with(
+                "template `{{ severty }}`: unknown field `severty`; use one of change,"
+            ),
+            "{err}"
+        );
+        let err = Template::parse("{{ group.nope }}").unwrap_err();
+        assert_eq!(
+            err,
+            "template `{{ group.nope }}`: unknown group field `nope`; use an event field such as `group.client`"
+        );
+        let err = Template::parse("{{ title").unwrap_err();
+        assert_eq!(err, "template `{{ title` opens `{{` without a closing `}}`");
+    }
+
+    #[test]
+    fn template_fails_on_absent_value() {
+        let template = Template::parse("{{ distinct }} paths").unwrap();
+        assert_eq!(
+            template.render(&notice()).unwrap_err(),
+            "the finding has no `distinct`"
+        );
+        let template = Template::parse("{{ group.path }}").unwrap();
+        assert_eq!(
+            template.render(&notice()).unwrap_err(),
+            "the finding has no `group.path`"
+        );
+    }
+
+    #[test]
+    fn truncate_counts_characters_and_notes_the_rest() {
+        assert_eq!(truncate("short", 10), "short");
+        let text = "é".repeat(100);
+        let cut = truncate(&text, 40);
+        assert_eq!(cut.chars().count(), 40);
+        assert_eq!(cut, format!("{}... (84 more characters)", "é".repeat(16)));
+        assert_eq!(truncate("abcdef", 3), "abc");
+    }
+
+    #[test]
+    fn public_redaction_hashes_and_drops() {
+        let redacted = Redaction::public().apply(&finding());
+        assert_eq!(redacted.group["client"], hash_value("203.0.113.9"));
+        assert_eq!(redacted.group["principal"], hash_value("alice"));
+        assert_eq!(hash_value("alice"), "hash:2bd806c97f0e");
+        let event = &redacted.evidence[0];
+        assert_eq!(event.client, hash_value("203.0.113.9"));
+        assert_eq!(event.principal.as_deref(), Some("hash:2bd806c97f0e"));
+        assert_eq!(event.query, None);
+        assert_eq!(event.matched.as_ref().unwrap().excerpt, "(redacted)");
+        assert_eq!(event.user_agent.as_deref(), Some("curl/8"));
+        let kept = Redaction::default().apply(&finding());
+        assert_eq!(kept, finding());
+    }
+
+    #[test]
+    fn markdown_body_has_facts_evidence_and_marker() {
+        let body = markdown(&notice(), &finding(), None);
+        assert!(
+            body.starts_with("- **Change:** opened\n- **Rule:** login-bruteforce\n"),
+            "{body}"
+        );
+        assert!(body.contains("| `2026-12-04T10:00:01.000Z` | `203.0.113.9` | `POST /login?user=alice&pw=x` | `401` | `alice` | `sqli in query: pw=x` |"), "{body}");
+        assert!(
+            body.ends_with("<!-- feedloop-0123456789abcdef -->"),
+            "{body}"
+        );
+    }
+}
