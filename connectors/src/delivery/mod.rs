@@ -208,6 +208,9 @@ pub trait Progress {
     /// Stores a newly created remote object at once, before the receiver sends anything else
     /// for the notice.
     fn created(&mut self, remote: &Remote);
+
+    /// Counts a template that failed to render; the receiver sent its plain default instead.
+    fn render_failed(&mut self, reason: &str);
 }
 
 /// What applying a notice did.
