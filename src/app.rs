@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 
+use feedloop_connectors::delivery::engine::{Engine, EngineSettings};
 use feedloop_connectors::sink::console::Console;
 use feedloop_connectors::sink::webhook::{WebhookConfig, WebhookSink};
 use feedloop_connectors::sink::{deliver, DeliveryReport, JsonlFile, Sinks};
@@ -33,6 +34,8 @@ pub struct OutputPlan {
     pub webhooks: Vec<WebhookConfig>,
     /// Drop early findings before they reach any sink.
     pub final_only: bool,
+    /// The delivery engine's settings, when the configuration has a `delivery` section.
+    pub delivery: Option<EngineSettings>,
 }
 
 /// The maximum worker count of a run, because each worker is a thread with its own buffers.
@@ -184,7 +187,7 @@ pub fn open_partitions(
 /// the sinks did.
 pub fn execute(
     rules: &RuleSet,
-    options: RunOptions,
+    mut options: RunOptions,
     readers: ReaderFactory,
     plan: OutputPlan,
 ) -> anyhow::Result<(RunCounts, DeliveryReport)> {
@@ -199,6 +202,11 @@ pub fn execute(
         sinks
             .webhooks
             .push(WebhookSink::start(hook).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(settings) = plan.delivery {
+        let engine = Engine::start(settings).map_err(anyhow::Error::msg)?;
+        options.open_findings = engine.open_findings();
+        sinks.delivery = Some(engine);
     }
     if let Some(path) = &plan.findings_file {
         sinks.findings_file = Some(JsonlFile::create(path)?);

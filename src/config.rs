@@ -3,11 +3,15 @@
 //! YAML, every struct rejects unknown keys, and relative paths are resolved against the
 //! current directory. The reference with every key and default is `docs/configuration.md`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
 
+use feedloop_connectors::delivery::engine::RetryConfig;
+use feedloop_connectors::delivery::receivers::ReceiverConfig;
+use feedloop_connectors::delivery::route::{load_catalog, Catalog, RouteConfig, Router};
 use feedloop_connectors::sink::webhook::WebhookConfig;
 use feedloop_connectors::source::kafka::KafkaConfig;
 use feedloop_connectors::source::FormatConfig;
@@ -38,6 +42,71 @@ pub struct Config {
     /// Resource limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Lifecycle changes to Jira, GitHub, Slack, CI, Alertmanager and Kafka.
+    #[serde(default)]
+    pub delivery: Option<DeliveryConfig>,
+}
+
+/// Where finding changes go, and the state that makes each effect happen once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// The folder of the delivery state store (outbox, remote objects, open findings).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The JSON Lines file rejected notices are appended to; defaults to
+    /// `dead-letters.jsonl` in the state folder.
+    #[serde(default)]
+    pub dead_letter: Option<PathBuf>,
+    /// A YAML file mapping each service to its owners, Jira project, GitHub repository, Slack
+    /// channel and CI target.
+    #[serde(default)]
+    pub catalog: Option<PathBuf>,
+    /// Catalog entries written inline; they win over the catalog file's.
+    #[serde(default)]
+    pub services: Catalog,
+    /// Receivers by name.
+    #[serde(
+        default,
+        deserialize_with = "serde_norway::with::singleton_map_recursive::deserialize"
+    )]
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    /// The routing tree.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// How receivers retry.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".feedloop")
+}
+
+impl DeliveryConfig {
+    /// Returns the catalog: the file's entries, then the inline ones.
+    pub fn catalog(&self) -> anyhow::Result<Catalog> {
+        let mut catalog = match &self.catalog {
+            Some(path) => load_catalog(path).map_err(anyhow::Error::msg)?,
+            None => Catalog::new(),
+        };
+        catalog.extend(self.services.clone());
+        Ok(catalog)
+    }
+
+    /// Returns the checked routing tree.
+    pub fn router(&self) -> anyhow::Result<Router> {
+        let names: Vec<String> = self.receivers.keys().cloned().collect();
+        Router::new(&self.routes, &names)
+            .map_err(|err| anyhow::anyhow!("invalid delivery routes: {err}"))
+    }
+
+    /// Returns the dead-letter file of rejected notices.
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.dead_letter
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("dead-letters.jsonl"))
+    }
 }
 
 /// Resource limits of a run.
@@ -100,6 +169,10 @@ pub struct TimeConfig {
     /// How far an event may trail the newest event of its partition and still count.
     #[serde(default = "default_lateness")]
     pub allowed_lateness: HumanDuration,
+    /// How long after its latest window a finding resolves when its condition does not hold
+    /// again; omitted means two window sizes of its rule.
+    #[serde(default)]
+    pub resolve_after: Option<HumanDuration>,
 }
 
 fn default_lateness() -> HumanDuration {
@@ -110,6 +183,7 @@ impl Default for TimeConfig {
     fn default() -> Self {
         TimeConfig {
             allowed_lateness: default_lateness(),
+            resolve_after: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod app;
 mod config;
+mod delivery;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use feedloop_connectors::sink::console::{printable, Console};
 use feedloop_connectors::source::FormatConfig;
 use feedloop_pipeline::RunOptions;
-use feedloop_rules::{HumanDuration, RuleSet};
+use feedloop_rules::{HumanDuration, RuleSet, Severity};
 
 use crate::app::{OutputPlan, PartitionSpec};
 use crate::config::{Config, SourceConfig};
@@ -56,6 +57,70 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Work with the delivery routing tree.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+    /// Fail a CI job while findings at or above a severity are open for a service. Exits 1 and
+    /// lists them when there are any, 0 when there are none.
+    Gate(GateArgs),
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Show which receivers a finding would reach, and which routes matched and why.
+    Test {
+        /// The configuration file with the `delivery` section.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A file holding one finding as JSON (the first line of a JSON Lines file); `-` reads
+        /// stdin.
+        finding: PathBuf,
+    },
+}
+
+/// The arguments of `feedloop gate`.
+#[derive(clap::Args)]
+struct GateArgs {
+    /// The configuration file whose `delivery.state_dir` holds the state.
+    #[arg(
+        long,
+        short,
+        conflicts_with = "state_dir",
+        required_unless_present = "state_dir"
+    )]
+    config: Option<PathBuf>,
+    /// The delivery state folder, instead of a configuration file.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// The service whose open findings fail the gate; omitted means every service.
+    #[arg(long)]
+    service: Option<String>,
+    /// The least severity that fails the gate.
+    #[arg(long, value_enum, default_value_t = SeverityArg::High)]
+    min_severity: SeverityArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SeverityArg {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<SeverityArg> for Severity {
+    fn from(severity: SeverityArg) -> Severity {
+        match severity {
+            SeverityArg::Info => Severity::Info,
+            SeverityArg::Low => Severity::Low,
+            SeverityArg::Medium => Severity::Medium,
+            SeverityArg::High => Severity::High,
+            SeverityArg::Critical => Severity::Critical,
+        }
+    }
 }
 
 /// The arguments of `feedloop scan`.
@@ -137,6 +202,10 @@ fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => check_rules(&paths),
+        Command::Routes {
+            command: RoutesCommand::Test { config, finding },
+        } => test_routes(&config, &finding),
+        Command::Gate(args) => gate(args),
     };
     match result {
         Ok(code) => code,
@@ -199,6 +268,7 @@ fn scan(options: ScanArgs) -> anyhow::Result<ExitCode> {
         dead_letter_file: options.dead_letter,
         webhooks: Vec::new(),
         final_only: !options.early,
+        delivery: None,
     };
     let lateness = options.allowed_lateness.as_millis();
     app::check_run_settings(workers, lateness, &specs, &plan)?;
@@ -243,6 +313,19 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
         }
     }
 
+    let lateness = config.time.allowed_lateness.as_millis();
+    let options = RunOptions {
+        workers,
+        allowed_lateness_ms: lateness,
+        max_windows_per_rule: config.limits.max_windows_per_rule,
+        max_future_ms: config.limits.max_future.as_millis(),
+        resolve_after_ms: config.time.resolve_after.map(|d| d.as_millis()),
+        ..RunOptions::default()
+    };
+    let delivery = match &config.delivery {
+        Some(delivery) => Some(delivery::settings(delivery, options.stop.clone())?),
+        None => None,
+    };
     let console = &config.outputs.console;
     let plan = OutputPlan {
         console: console.enabled.then_some(Console {
@@ -253,18 +336,11 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
         dead_letter_file: config.dead_letter.as_ref().map(|d| d.path.clone()),
         webhooks: config.outputs.webhooks.clone(),
         final_only: false,
+        delivery,
     };
-    let lateness = config.time.allowed_lateness.as_millis();
     app::check_run_settings(workers, lateness, &specs, &plan)?;
     specs.extend(app::kafka_partitions(&kafka_sources)?);
     let readers = app::open_partitions(&specs, &kafka_sources, workers)?;
-    let options = RunOptions {
-        workers,
-        allowed_lateness_ms: lateness,
-        max_windows_per_rule: config.limits.max_windows_per_rule,
-        max_future_ms: config.limits.max_future.as_millis(),
-        ..RunOptions::default()
-    };
     let (counts, report) = app::execute(&rules, options, readers, plan)?;
     let mut summary = Console::summary_text(&counts, &report);
     if let Some(jsonl) = &config.outputs.jsonl {
@@ -322,6 +398,38 @@ fn exit_code(report: &feedloop_connectors::sink::DeliveryReport) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn test_routes(config: &std::path::Path, finding: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let text = delivery::explain_routes(&config, finding)?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
+    let state_dir = match (&args.state_dir, &args.config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(config)) => {
+            let config = Config::load(config)?;
+            let delivery = config.delivery.ok_or_else(|| {
+                anyhow::anyhow!("the configuration has no `delivery` section, so no findings are kept for the gate; add one or pass --state-dir")
+            })?;
+            delivery.state_dir
+        }
+        (None, None) => unreachable!("clap requires --config or --state-dir"),
+    };
+    let (text, open) = delivery::gate_text(
+        &state_dir,
+        args.service.as_deref(),
+        args.min_severity.into(),
+    )?;
+    print!("{text}");
+    Ok(if open {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn check_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,8 @@
 //!   -> windows: update window state; report early findings the moment a condition first
 //!      holds; report final findings when the frontier passes a window's end
 //!   -> exchange to worker 0 -> output: send early findings at once, and each time's final
-//!      findings sorted once the frontier passes that time
+//!      findings sorted once the frontier passes that time; each finding is followed by the
+//!      lifecycle change it makes, and findings resolve as the frontier passes their deadlines
 //! ```
 //!
 //! An event enters at the worker's input time, which is never later than its event time, so
@@ -21,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ use feedloop_rules::{ApiEvent, Rule};
 
 use crate::driver::Output;
 use crate::finding::{Finding, Phase};
+use crate::lifecycle::Lifecycle;
 use crate::window::{hits_of, GroupKey, Hit, HitValue, TotalKey, WindowStore};
 
 /// Resource limits of the dataflow and where their overflow is counted.
@@ -43,6 +46,10 @@ pub struct Limits {
     pub max_windows_per_rule: usize,
     /// The run's counters; dropped hits are added here.
     pub counters: Arc<crate::driver::Counters>,
+    /// The lifecycle of findings; set on worker 0 only, where every finding is collected.
+    pub lifecycle: Option<Lifecycle>,
+    /// The allowed lateness, to find the input's last watermark when it ends.
+    pub allowed_lateness_ms: u64,
 }
 
 /// Builds the dataflow over an event stream; findings go to `output` from worker 0.
@@ -86,6 +93,7 @@ pub fn build<'scope>(
         .inner;
 
     // Count each group's windows on the worker its key hashes to.
+    let window_counters = limits.counters.clone();
     let findings = hits.binary_frontier(
         totals,
         Exchange::new(group_hash),
@@ -93,7 +101,7 @@ pub fn build<'scope>(
         "Windows",
         move |_, _| {
             let mut windows = Windows::new(rules, limits.max_windows_per_rule);
-            let counters = limits.counters;
+            let counters = window_counters;
             let mut converted = Vec::new();
             move |(hits, hits_frontier), (totals, totals_frontier), output| {
                 let port = output.output_index();
@@ -138,8 +146,15 @@ pub fn build<'scope>(
         },
     );
 
-    // Gather findings on worker 0 and send them out in a stable order.
-    let mut collector = Collector::default();
+    // Gather findings on worker 0 and send them out in a stable order, each followed by the
+    // lifecycle change it makes; resolve findings as the frontier passes their deadlines.
+    let mut collector = Collector {
+        stash: BTreeMap::new(),
+        lifecycle: limits.lifecycle,
+        counters: limits.counters,
+        lateness: limits.allowed_lateness_ms as i64,
+        ended: false,
+    };
     findings.probe_with(probe).sink(
         Exchange::new(|_: &Finding| 0),
         "Output",
@@ -149,7 +164,7 @@ pub fn build<'scope>(
                 for finding in data.drain(..) {
                     // Early findings leave at once; finals wait to be sent in a stable order.
                     if finding.phase == Phase::Early {
-                        let _ = output.send(Output::Finding(Box::new(finding)));
+                        collector.send(finding, &output);
                     } else {
                         collector.stash.entry(time).or_default().push(finding);
                     }
@@ -255,10 +270,13 @@ impl Windows {
     }
 }
 
-/// Findings waiting at worker 0 for the frontier to pass their time.
-#[derive(Default)]
+/// Findings waiting at worker 0 for the frontier to pass their time, and their lifecycle.
 struct Collector {
     stash: BTreeMap<u64, Vec<Finding>>,
+    lifecycle: Option<Lifecycle>,
+    counters: Arc<crate::driver::Counters>,
+    lateness: i64,
+    ended: bool,
 }
 
 impl Collector {
@@ -277,8 +295,43 @@ impl Collector {
             // The key serializes each group once, not once per comparison.
             findings.sort_by_cached_key(order_key);
             for finding in findings {
-                let _ = output.send(Output::Finding(Box::new(finding)));
+                self.send(finding, output);
             }
+        }
+        self.resolve(frontier, output);
+    }
+
+    /// Sends a finding and the change it makes.
+    fn send(&mut self, finding: Finding, output: &Sender<Output>) {
+        let change = self.lifecycle.as_mut().and_then(|l| l.observe(&finding));
+        let _ = output.send(Output::Finding(Box::new(finding)));
+        if let Some(change) = change {
+            let _ = output.send(Output::Change(Box::new(change)));
+        }
+    }
+
+    /// Resolves findings whose deadlines the watermark passed. When the input has ended, the
+    /// watermark is the input's own last one, not the end of time, so findings still within
+    /// their resolve period stay open.
+    fn resolve(
+        &mut self,
+        frontier: &timely::progress::frontier::MutableAntichain<u64>,
+        output: &Sender<Output>,
+    ) {
+        let Some(lifecycle) = self.lifecycle.as_mut() else {
+            return;
+        };
+        let watermark = match frontier.frontier().first() {
+            Some(&time) => time as i64,
+            None if !self.ended => {
+                self.ended = true;
+                let last = self.counters.max_event_time.load(Ordering::Relaxed);
+                last.saturating_sub(self.lateness)
+            }
+            None => return,
+        };
+        for change in lifecycle.advance(watermark) {
+            let _ = output.send(Output::Change(Box::new(change)));
         }
     }
 }

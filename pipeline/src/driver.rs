@@ -13,7 +13,7 @@
 //! A partition that has produced nothing yet holds its worker's input at zero; a partition
 //! that reports itself idle stops holding it until it produces again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use feedloop_rules::{ApiEvent, RuleSet};
 use crate::dataflow;
 use crate::dead_letter::{DeadLetter, Position, Reason};
 use crate::finding::Finding;
+use crate::lifecycle::{Change, Lifecycle, OpenFinding};
 
 /// The dataflow input of one worker: events, timestamped with the worker's watermark.
 type EventInput = InputHandle<u64, CapacityContainerBuilder<Vec<ApiEvent>>>;
@@ -82,6 +83,8 @@ pub type ReaderFactory = Arc<dyn Fn(usize, usize) -> Vec<Box<dyn PartitionReader
 #[derive(Debug, Clone)]
 pub enum Output {
     Finding(Box<Finding>),
+    /// A lifecycle change, sent right after the finding that caused it.
+    Change(Box<Change>),
     DeadLetter(Box<DeadLetter>),
     /// A partition ended early on a read error; the message names the partition.
     InputError(String),
@@ -104,6 +107,11 @@ pub struct RunOptions {
     /// The maximum number of windows one rule keeps open on one worker. Hits that would open more
     /// are dropped and counted.
     pub max_windows_per_rule: usize,
+    /// How long after its latest window a finding resolves without another one; `None` means
+    /// two window sizes of its rule.
+    pub resolve_after_ms: Option<u64>,
+    /// Findings open when an earlier run stopped, so this run can update and resolve them.
+    pub open_findings: Vec<OpenFinding>,
 }
 
 impl Default for RunOptions {
@@ -115,6 +123,8 @@ impl Default for RunOptions {
             stop: Arc::new(AtomicBool::new(false)),
             max_future_ms: 86_400_000,
             max_windows_per_rule: 250_000,
+            resolve_after_ms: None,
+            open_findings: Vec::new(),
         }
     }
 }
@@ -129,6 +139,8 @@ pub struct Counters {
     pub bad_time: AtomicU64,
     pub input_errors: AtomicU64,
     pub dropped_hits: AtomicU64,
+    /// The highest event time fed to the dataflow, for resolving findings when input ends.
+    pub max_event_time: AtomicI64,
 }
 
 /// The final counts of a run.
@@ -180,10 +192,13 @@ pub fn run(
         let probe = ProbeHandle::new();
         let rules = rules.clone();
         let sink = output.clone();
+        let lifecycle = (worker.index() == 0).then(|| lifecycle_of(&rules, &options));
         worker.dataflow::<u64, _, _>(|scope| {
             let limits = dataflow::Limits {
                 max_windows_per_rule: options.max_windows_per_rule,
                 counters: shared.clone(),
+                lifecycle,
+                allowed_lateness_ms: options.allowed_lateness_ms,
             };
             dataflow::build(input.to_stream(scope), rules, sink, &probe, limits);
         });
@@ -213,6 +228,21 @@ pub fn run(
         input_errors: counters.input_errors.load(Ordering::Relaxed),
         dropped_hits: counters.dropped_hits.load(Ordering::Relaxed),
     })
+}
+
+/// Returns the lifecycle of worker 0's collector, seeded with the findings still open.
+fn lifecycle_of(rules: &[feedloop_rules::Rule], options: &RunOptions) -> Lifecycle {
+    let resolve_after = |rule: &feedloop_rules::Rule| {
+        options.resolve_after_ms.unwrap_or(2 * rule.window.size_ms) as i64
+    };
+    let periods = rules
+        .iter()
+        .map(|rule| (rule.id.clone(), resolve_after(rule)))
+        .collect();
+    let default = options.resolve_after_ms.unwrap_or(3_600_000) as i64;
+    let mut lifecycle = Lifecycle::new(periods, default);
+    lifecycle.seed(options.open_findings.clone());
+    lifecycle
 }
 
 /// The watermark state of one partition.
@@ -392,6 +422,9 @@ impl<'a> Feeder<'a> {
                     .max_seen
                     .map_or(event.time_ms, |t| t.max(event.time_ms)),
             );
+            counters
+                .max_event_time
+                .fetch_max(event.time_ms, Ordering::Relaxed);
             input.send(event);
         }
     }

@@ -2,13 +2,15 @@
 //!
 //! Sources hand decoded events to [`driver::run`] through [`driver::PartitionReader`]s; the
 //! dataflow in [`dataflow`] evaluates every rule, keeps each group's windows in
-//! [`window::WindowStore`] and emits [`finding::Finding`]s. Nothing in this crate performs I/O
+//! [`window::WindowStore`] and emits [`finding::Finding`]s and their lifecycle
+//! [`lifecycle::Change`]s. Nothing in this crate performs I/O
 //! beyond calling the readers it is given and sending to the output channel.
 
 pub mod dataflow;
 pub mod dead_letter;
 pub mod driver;
 pub mod finding;
+pub mod lifecycle;
 pub mod window;
 
 pub use dead_letter::{DeadLetter, Position, Reason};
@@ -16,3 +18,4 @@ pub use driver::{
     run, Output, PartitionReader, ReadBatch, ReadStatus, ReaderFactory, RunCounts, RunOptions,
 };
 pub use finding::{Finding, Phase};
+pub use lifecycle::{Change, ChangeKind, OpenFinding};

@@ -13,8 +13,12 @@
 //! must report it through [`Progress::created`] before any further request, so a failure after
 //! the create can never lead to a second one.
 
+pub mod engine;
 pub mod http;
+pub mod receivers;
 pub mod render;
+pub mod route;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,44 +26,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use feedloop_pipeline::ChangeKind;
 use feedloop_pipeline::Finding;
-
-/// What happened to a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// The condition holds for the first time.
-    Opened,
-    /// The condition holds again while open: a new window, a higher count, new evidence.
-    Updated,
-    /// The condition has not held for the rule's resolve period.
-    Resolved,
-    /// The condition holds again after it was resolved.
-    Reopened,
-}
-
-impl ChangeKind {
-    /// Returns the lower-case name used in messages and templates.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Opened => "opened",
-            ChangeKind::Updated => "updated",
-            ChangeKind::Resolved => "resolved",
-            ChangeKind::Reopened => "reopened",
-        }
-    }
-
-    /// Returns true for the changes after which the finding is open.
-    pub fn leaves_open(self) -> bool {
-        !matches!(self, ChangeKind::Resolved)
-    }
-}
-
-impl fmt::Display for ChangeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Where a service's findings go, from the service catalog; every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

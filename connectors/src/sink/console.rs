@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use feedloop_pipeline::{Finding, Phase, RunCounts};
 
 use super::DeliveryReport;
+use crate::delivery::engine::EngineReport;
 
 /// Formats findings and summaries for a terminal.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +104,20 @@ impl Console {
                 let _ = writeln!(text, "    {rule:<width$}  {fin:>6} final  {early:>6} early");
             }
         }
+        if !report.changes.is_empty() {
+            let count = |kind: &str| report.changes.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(
+                text,
+                "  lifecycle         {:>10} opened, {} updated, {} resolved, {} reopened",
+                count("opened"),
+                count("updated"),
+                count("resolved"),
+                count("reopened")
+            );
+        }
+        if let Some(delivery) = &report.delivery {
+            delivery_text(&mut text, delivery);
+        }
         if !report.dead_letter_samples.is_empty() {
             let _ = writeln!(text, "  first dead letters:");
             for letter in &report.dead_letter_samples {
@@ -126,6 +141,32 @@ impl Console {
             let _ = writeln!(text, "  error: {}", printable(error));
         }
         text
+    }
+}
+
+fn delivery_text(text: &mut String, delivery: &EngineReport) {
+    let _ = writeln!(
+        text,
+        "  delivery          {:>10} changes, {} unrouted, {} folded into groups, {} queued, {} already delivered",
+        delivery.changes, delivery.unrouted, delivery.grouped, delivery.queued, delivery.replayed
+    );
+    for r in &delivery.receivers {
+        let _ = writeln!(
+            text,
+            "    {}: {} applied, {} skipped, {} retried, {} minimal fallbacks, {} dead-lettered, {} template failures, {} recovered, {} left in the outbox",
+            r.name, r.applied, r.skipped, r.retried, r.fallbacks, r.dead_lettered, r.render_failures, r.recovered, r.pending
+        );
+        if let Some(reason) = &r.gave_up {
+            let _ = writeln!(
+                text,
+                "    {}: gave up for this run: {}",
+                r.name,
+                printable(reason)
+            );
+        }
+    }
+    for error in &delivery.store_errors {
+        let _ = writeln!(text, "  error: {}", printable(error));
     }
 }
 

@@ -21,6 +21,8 @@ use serde::Serialize;
 
 use feedloop_pipeline::{DeadLetter, Finding, Output, Phase};
 
+use crate::delivery::engine::{Engine, EngineReport};
+
 use self::console::Console;
 use self::webhook::{WebhookReport, WebhookSink};
 
@@ -75,6 +77,8 @@ pub struct Sinks {
     pub dead_letter_file: Option<JsonlFile>,
     /// Webhook receivers.
     pub webhooks: Vec<WebhookSink>,
+    /// The delivery engine: routing, outbox and receivers of lifecycle changes.
+    pub delivery: Option<Engine>,
 }
 
 /// The counts and errors of the sinks during a run.
@@ -92,6 +96,10 @@ pub struct DeliveryReport {
     pub write_errors: Vec<String>,
     /// Inputs that ended early on a read error.
     pub input_errors: Vec<String>,
+    /// Lifecycle changes by kind.
+    pub changes: BTreeMap<String, u64>,
+    /// What the delivery engine did, when one ran.
+    pub delivery: Option<EngineReport>,
 }
 
 impl DeliveryReport {
@@ -101,6 +109,10 @@ impl DeliveryReport {
         !self.input_errors.is_empty()
             || !self.write_errors.is_empty()
             || self.webhooks.iter().any(|w| w.failed > 0 || w.dropped > 0)
+            || self
+                .delivery
+                .as_ref()
+                .is_some_and(EngineReport::lost_anything)
     }
 
     /// Returns the total early and final findings.
@@ -119,7 +131,12 @@ pub fn deliver(receiver: Receiver<Output>, mut sinks: Sinks) -> DeliveryReport {
     loop {
         let first = match receiver.recv_timeout(Duration::from_millis(200)) {
             Ok(output) => output,
-            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(engine) = &mut sinks.delivery {
+                    engine.tick();
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         };
         // Take everything already queued, then flush once for the whole burst.
@@ -129,6 +146,15 @@ pub fn deliver(receiver: Receiver<Output>, mut sinks: Sinks) -> DeliveryReport {
                 Output::Finding(finding) => {
                     deliver_finding(&finding, &mut sinks, &mut stdout, &mut report)
                 }
+                Output::Change(change) => {
+                    *report
+                        .changes
+                        .entry(change.kind.as_str().to_string())
+                        .or_default() += 1;
+                    if let Some(engine) = &mut sinks.delivery {
+                        engine.submit(&change);
+                    }
+                }
                 Output::DeadLetter(letter) => deliver_dead_letter(*letter, &mut sinks, &mut report),
                 Output::InputError(message) => {
                     tracing::error!(error = %message, "failed to read input; the rest of it is skipped");
@@ -137,8 +163,14 @@ pub fn deliver(receiver: Receiver<Output>, mut sinks: Sinks) -> DeliveryReport {
             }
         }
         flush_all(&mut sinks, &mut stdout, &mut report);
+        if let Some(engine) = &mut sinks.delivery {
+            engine.tick();
+        }
     }
     flush_all(&mut sinks, &mut stdout, &mut report);
+    if let Some(engine) = sinks.delivery.take() {
+        report.delivery = Some(engine.finish());
+    }
     for webhook in sinks.webhooks.drain(..) {
         report.webhooks.push(webhook.finish());
     }
