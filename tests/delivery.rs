@@ -1,0 +1,101 @@
+//! Delivery through the command: the lifecycle across runs, `feedloop gate` and
+//! `feedloop routes test`.
+
+mod common;
+
+use std::path::Path;
+
+/// Writes a configuration reading one JSON Lines file, with a delivery state folder.
+fn config(dir: &Path, events: &Path, delivery: &str) -> std::path::PathBuf {
+    let path = dir.join("feedloop.yaml");
+    let text = format!(
+        "sources:\n  - file: {{paths: [\"{}\"], format: json}}\ntime: {{allowed_lateness: 1m, resolve_after: 10m}}\noutputs:\n  console: {{enabled: true}}\ndelivery:\n  state_dir: \"{}\"\n{delivery}",
+        events.display(),
+        dir.join("state").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
+    let dir = common::temp_dir("gate");
+    let events = common::root().join("tests/golden/auth.events.jsonl");
+    let first = config(&dir, &events, "");
+    let run = common::feedloop(&["run", "--config", first.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // The input's last event is at 13:25; the distributed-login finding's window ends at 14:00,
+    // so it stays open while the two earlier ones resolved 10 minutes after their windows.
+    assert!(
+        stdout(&run).contains("  lifecycle                  3 opened, 3 updated, 2 resolved, 0 reopened\n"),
+        "{}",
+        stdout(&run)
+    );
+
+    let config_arg = first.to_str().unwrap();
+    let gate = common::feedloop(&["gate", "--config", config_arg, "--service", "shop"]);
+    assert_eq!(gate.status.code(), Some(1), "{}", String::from_utf8_lossy(&gate.stderr));
+    let text = stdout(&gate);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "gate failed: 1 open findings of severity high or higher for service shop");
+    assert!(
+        lines[1].starts_with("  high     login-abuse-distributed (")
+            && lines[1].contains(" shop [route=/register], latest window ends 2026-01-05T14:00:00Z, fingerprint "),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 2, "{text}");
+
+    // Another service, or a higher bar, passes.
+    let other = common::feedloop(&["gate", "--config", config_arg, "--service", "billing"]);
+    assert_eq!(other.status.code(), Some(0));
+    assert_eq!(
+        stdout(&other),
+        "gate passed: no open findings of severity high or higher for service billing\n"
+    );
+    let critical = common::feedloop(&["gate", "--config", config_arg, "--min-severity", "critical"]);
+    assert_eq!(critical.status.code(), Some(0));
+
+    // A later run whose events move time past the deadline resolves the finding it inherited.
+    let later = dir.join("later.jsonl");
+    std::fs::write(
+        &later,
+        "{\"time\":1767625200000,\"service\":\"shop\",\"method\":\"GET\",\"path\":\"/\",\"status\":200,\"client\":\"10.9.9.9\"}\n",
+    )
+    .unwrap();
+    let second = config(&dir, &later, "");
+    let run = common::feedloop(&["run", "--config", second.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        stdout(&run).contains("  lifecycle                  0 opened, 0 updated, 1 resolved, 0 reopened\n"),
+        "{}",
+        stdout(&run)
+    );
+    let state = dir.join("state");
+    let gate = common::feedloop(&["gate", "--state-dir", state.to_str().unwrap(), "--service", "shop"]);
+    assert_eq!(gate.status.code(), Some(0));
+    assert_eq!(
+        stdout(&gate),
+        "gate passed: no open findings of severity high or higher for service shop\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gate_without_state_fails_closed() {
+    let dir = common::temp_dir("gate-empty");
+    let gate = common::feedloop(&["gate", "--state-dir", dir.join("none").to_str().unwrap()]);
+    assert_eq!(gate.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&gate.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: no delivery state in {}: run `feedloop run` with a `delivery` section first",
+            dir.join("none").display()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
