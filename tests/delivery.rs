@@ -27,24 +27,39 @@ fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
     let events = common::root().join("tests/golden/auth.events.jsonl");
     let first = config(&dir, &events, "");
     let run = common::feedloop(&["run", "--config", first.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     // The input's last event is at 13:25; the distributed-login finding's window ends at 14:00,
     // so it stays open while the two earlier ones resolved 10 minutes after their windows.
     assert!(
-        stdout(&run).contains("  lifecycle                  3 opened, 3 updated, 2 resolved, 0 reopened\n"),
+        stdout(&run)
+            .contains("  lifecycle                  3 opened, 3 updated, 2 resolved, 0 reopened\n"),
         "{}",
         stdout(&run)
     );
 
     let config_arg = first.to_str().unwrap();
     let gate = common::feedloop(&["gate", "--config", config_arg, "--service", "shop"]);
-    assert_eq!(gate.status.code(), Some(1), "{}", String::from_utf8_lossy(&gate.stderr));
+    assert_eq!(
+        gate.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&gate.stderr)
+    );
     let text = stdout(&gate);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "gate failed: 1 open findings of severity high or higher for service shop");
+    assert_eq!(
+        lines[0],
+        "gate failed: 1 open findings of severity high or higher for service shop"
+    );
     assert!(
         lines[1].starts_with("  high     login-abuse-distributed (")
-            && lines[1].contains(" shop [route=/register], latest window ends 2026-01-05T14:00:00Z, fingerprint "),
+            && lines[1].contains(
+                " shop [route=/register], latest window ends 2026-01-05T14:00:00Z, fingerprint "
+            ),
         "{text}"
     );
     assert_eq!(lines.len(), 2, "{text}");
@@ -56,7 +71,8 @@ fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
         stdout(&other),
         "gate passed: no open findings of severity high or higher for service billing\n"
     );
-    let critical = common::feedloop(&["gate", "--config", config_arg, "--min-severity", "critical"]);
+    let critical =
+        common::feedloop(&["gate", "--config", config_arg, "--min-severity", "critical"]);
     assert_eq!(critical.status.code(), Some(0));
 
     // A later run whose events move time past the deadline resolves the finding it inherited.
@@ -68,14 +84,25 @@ fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
     .unwrap();
     let second = config(&dir, &later, "");
     let run = common::feedloop(&["run", "--config", second.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(
-        stdout(&run).contains("  lifecycle                  0 opened, 0 updated, 1 resolved, 0 reopened\n"),
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout(&run)
+            .contains("  lifecycle                  0 opened, 0 updated, 1 resolved, 0 reopened\n"),
         "{}",
         stdout(&run)
     );
     let state = dir.join("state");
-    let gate = common::feedloop(&["gate", "--state-dir", state.to_str().unwrap(), "--service", "shop"]);
+    let gate = common::feedloop(&[
+        "gate",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--service",
+        "shop",
+    ]);
     assert_eq!(gate.status.code(), Some(0));
     assert_eq!(
         stdout(&gate),

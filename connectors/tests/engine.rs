@@ -128,6 +128,10 @@ impl Setup {
     }
 
     fn engine(&self, routes: &str) -> Engine {
+        self.try_engine(routes).unwrap()
+    }
+
+    fn try_engine(&self, routes: &str) -> Result<Engine, String> {
         let configs: Vec<RouteConfig> = serde_norway::from_str(routes).unwrap();
         let router = Router::new(&configs, &["stand".to_string()]).unwrap();
         Engine::start(EngineSettings {
@@ -146,7 +150,6 @@ impl Setup {
             },
             stop: Arc::new(AtomicBool::new(false)),
         })
-        .unwrap()
     }
 
     fn calls(&self) -> Vec<Call> {
@@ -418,4 +421,20 @@ fn open_findings_are_kept_for_the_next_run() {
         .collect();
     assert_eq!(open, [("fp1".to_string(), 1_000)]);
     engine.finish();
+}
+
+#[test]
+fn two_runs_cannot_share_a_state_folder() {
+    let setup = Setup::new("lock");
+    let first = setup.engine(EVERYTHING);
+    let err = setup.try_engine(EVERYTHING).err().unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "another feedloop run is using the delivery state folder {}; stop it, or give this run its own delivery.state_dir",
+            setup.dir.display()
+        )
+    );
+    first.finish();
+    setup.engine(EVERYTHING).finish();
 }

@@ -165,6 +165,8 @@ struct Worker {
 
 /// The running delivery engine.
 pub struct Engine {
+    /// Held for the whole run: two runs on one state folder would race on the same outbox.
+    _lock: File,
     store: Store,
     router: Router,
     catalog: Catalog,
@@ -177,6 +179,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the store, checks every receiver against its service and starts the workers.
     pub fn start(settings: EngineSettings) -> Result<Engine, String> {
+        let lock = lock_state_dir(&settings.state_dir)?;
         let store = Store::open(&settings.state_dir).map_err(|err| err.to_string())?;
         let dead_letters = Arc::new(Mutex::new(DeadLetterFile::new(&settings.dead_letter_path)));
         let finishing = Arc::new(AtomicBool::new(false));
@@ -202,6 +205,7 @@ impl Engine {
             workers.push(Worker { name, wake, thread });
         }
         Ok(Engine {
+            _lock: lock,
             store,
             router: settings.router,
             catalog: settings.catalog,
@@ -421,6 +425,33 @@ impl Engine {
                     let _ = worker.wake.send(());
                 }
             }
+        }
+    }
+}
+
+/// Takes the state folder's lock, so only one run at a time delivers from its outbox.
+fn lock_state_dir(dir: &Path) -> Result<File, String> {
+    std::fs::create_dir_all(dir).map_err(|err| {
+        format!(
+            "failed to create delivery state folder {}: {err}",
+            dir.display()
+        )
+    })?;
+    let path = dir.join("run.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| format!("failed to open {}: {err}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another feedloop run is using the delivery state folder {}; stop it, or give this run its own delivery.state_dir",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(format!("failed to lock {}: {err}", path.display()))
         }
     }
 }
