@@ -323,7 +323,7 @@ fn compile_window(spec: &RuleSpec) -> Result<Window, RuleIssue> {
             EXAMPLE,
         ));
     }
-    if slide_ms > size_ms || size_ms % slide_ms != 0 {
+    if slide_ms > size_ms || !size_ms.is_multiple_of(slide_ms) {
         return Err(RuleIssue::new(
             "window.slide",
             format!(

@@ -58,7 +58,7 @@ impl fmt::Display for HumanDuration {
             (1_000, "s"),
         ];
         for (scale, unit) in units {
-            if ms >= scale && ms % scale == 0 {
+            if ms >= scale && ms.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", ms / scale);
             }
         }
