@@ -14,6 +14,7 @@
 //! the create can never lead to a second one.
 
 pub mod engine;
+pub mod github;
 pub mod http;
 pub mod receivers;
 pub mod render;

@@ -4,25 +4,30 @@
 //!
 //! ```yaml
 //! receivers:
-//!   design-jira:
-//!     jira: {url: "https://example.atlassian.net", project: SEC, email: me@example.com, token: {env: JIRA_TOKEN}}
+//!   build-github:
+//!     github: {repo: example/payments-api, token: {env: GITHUB_TOKEN}}
 //! ```
 //!
 //! Building a receiver resolves its secrets, so a missing variable fails before the run starts.
 
 use serde::Deserialize;
 
+use super::github::{GithubConfig, GithubReceiver};
 use super::Receiver;
 
 /// One configured receiver.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ReceiverConfig {}
+pub enum ReceiverConfig {
+    /// GitHub issues, commit statuses and repository dispatches.
+    Github(GithubConfig),
+}
 
 impl ReceiverConfig {
     /// Builds the receiver, resolving its secrets.
     pub fn build(&self, name: &str) -> Result<Box<dyn Receiver>, String> {
-        let _ = name;
-        match *self {}
+        Ok(match self {
+            ReceiverConfig::Github(config) => Box::new(GithubReceiver::new(name, config)?),
+        })
     }
 }
