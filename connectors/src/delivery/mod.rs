@@ -13,7 +13,9 @@
 //! must report it through [`Progress::created`] before any further request, so a failure after
 //! the create can never lead to a second one.
 
+pub mod alertmanager;
 pub mod http;
+pub mod kafka;
 pub mod render;
 
 use std::collections::BTreeMap;
