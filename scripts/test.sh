@@ -2,7 +2,8 @@
 # Runs the whole test suite: formatting, lints and every test, after installing what the
 # tests need when it is missing. The Kafka end-to-end test starts a tansu broker on
 # 127.0.0.1; tansu is built once with cargo (about 11 minutes on 2 cores) into a cache
-# folder outside the repository and reused afterwards.
+# folder outside the repository and reused afterwards. Debian's prometheus-alertmanager is
+# installed with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ if [ ! -x "$tansu" ]; then
         --root "$cache/tansu-$tansu_version"
 fi
 export FEEDLOOP_TANSU="$tansu"
+
+# The Alertmanager receiver's test starts Debian's Alertmanager on 127.0.0.1.
+bash scripts/ensure-alertmanager.sh
+export FEEDLOOP_REQUIRE_ALERTMANAGER=1
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -13,9 +13,11 @@
 //! must report it through [`Progress::created`] before any further request, so a failure after
 //! the create can never lead to a second one.
 
+pub mod alertmanager;
 pub mod engine;
 pub mod github;
 pub mod http;
+pub mod kafka;
 pub mod receivers;
 pub mod render;
 pub mod route;

@@ -12,7 +12,9 @@
 
 use serde::Deserialize;
 
+use super::alertmanager::{AlertmanagerConfig, AlertmanagerReceiver};
 use super::github::{GithubConfig, GithubReceiver};
+use super::kafka::{KafkaConfig, KafkaReceiver};
 use super::Receiver;
 
 /// One configured receiver.
@@ -21,6 +23,10 @@ use super::Receiver;
 pub enum ReceiverConfig {
     /// GitHub issues, commit statuses and repository dispatches.
     Github(GithubConfig),
+    /// Alerts in Alertmanager's v2 API, resolved with the finding.
+    Alertmanager(AlertmanagerConfig),
+    /// A findings topic keyed by fingerprint.
+    Kafka(KafkaConfig),
 }
 
 impl ReceiverConfig {
@@ -28,6 +34,10 @@ impl ReceiverConfig {
     pub fn build(&self, name: &str) -> Result<Box<dyn Receiver>, String> {
         Ok(match self {
             ReceiverConfig::Github(config) => Box::new(GithubReceiver::new(name, config)?),
+            ReceiverConfig::Alertmanager(config) => {
+                Box::new(AlertmanagerReceiver::new(name, config)?)
+            }
+            ReceiverConfig::Kafka(config) => Box::new(KafkaReceiver::new(name, config)?),
         })
     }
 }
