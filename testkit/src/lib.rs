@@ -10,6 +10,9 @@
 
 #![deny(missing_docs)]
 
+pub mod gitlab;
+pub mod jenkins;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

@@ -13,6 +13,7 @@
 //! must report it through [`Progress::created`] before any further request, so a failure after
 //! the create can never lead to a second one.
 
+pub mod ci;
 pub mod http;
 pub mod render;
 
