@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 pub mod github;
+pub mod gitlab;
+pub mod jenkins;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

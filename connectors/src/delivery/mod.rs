@@ -14,6 +14,7 @@
 //! the create can never lead to a second one.
 
 pub mod alertmanager;
+pub mod ci;
 pub mod engine;
 pub mod github;
 pub mod http;

@@ -13,6 +13,9 @@
 use serde::Deserialize;
 
 use super::alertmanager::{AlertmanagerConfig, AlertmanagerReceiver};
+use super::ci::gitlab::{GitLabConfig, GitLabReceiver};
+use super::ci::jenkins::{JenkinsConfig, JenkinsReceiver};
+use super::ci::signed_webhook::{SignedWebhookConfig, SignedWebhookReceiver};
 use super::github::{GithubConfig, GithubReceiver};
 use super::kafka::{KafkaConfig, KafkaReceiver};
 use super::Receiver;
@@ -27,6 +30,12 @@ pub enum ReceiverConfig {
     Alertmanager(AlertmanagerConfig),
     /// A findings topic keyed by fingerprint.
     Kafka(KafkaConfig),
+    /// GitLab pipeline triggers.
+    Gitlab(GitLabConfig),
+    /// Jenkins parameterised builds.
+    Jenkins(JenkinsConfig),
+    /// A JSON POST signed with HMAC-SHA256.
+    SignedWebhook(SignedWebhookConfig),
 }
 
 impl ReceiverConfig {
@@ -38,6 +47,11 @@ impl ReceiverConfig {
                 Box::new(AlertmanagerReceiver::new(name, config)?)
             }
             ReceiverConfig::Kafka(config) => Box::new(KafkaReceiver::new(name, config)?),
+            ReceiverConfig::Gitlab(config) => Box::new(GitLabReceiver::new(name, config)?),
+            ReceiverConfig::Jenkins(config) => Box::new(JenkinsReceiver::new(name, config)?),
+            ReceiverConfig::SignedWebhook(config) => {
+                Box::new(SignedWebhookReceiver::new(name, config)?)
+            }
         })
     }
 }
