@@ -253,7 +253,7 @@ fn crumb_valid(state: &State, request: &Recorded) -> bool {
 /// exists.
 fn job_name(state: &State, path: &str) -> Option<String> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if segments.len() % 2 != 0 || segments.is_empty() {
+    if !segments.len().is_multiple_of(2) || segments.is_empty() {
         return None;
     }
     let mut names = Vec::new();
