@@ -14,6 +14,7 @@
 //! the create can never lead to a second one.
 
 pub mod http;
+pub mod jira;
 pub mod render;
 
 use std::collections::BTreeMap;
