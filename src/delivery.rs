@@ -26,7 +26,7 @@ pub fn settings(config: &DeliveryConfig, stop: Arc<AtomicBool>) -> anyhow::Resul
     for (name, receiver) in &config.receivers {
         receivers.push(
             receiver
-                .build(name)
+                .build(name, &catalog)
                 .map_err(|err| anyhow::anyhow!("receiver `{name}`: {err}"))?,
         );
     }

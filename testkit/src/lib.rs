@@ -13,6 +13,7 @@
 pub mod github;
 pub mod gitlab;
 pub mod jenkins;
+pub mod jira;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -18,6 +18,7 @@ pub mod ci;
 pub mod engine;
 pub mod github;
 pub mod http;
+pub mod jira;
 pub mod kafka;
 pub mod receivers;
 pub mod render;

@@ -17,13 +17,17 @@ use super::ci::gitlab::{GitLabConfig, GitLabReceiver};
 use super::ci::jenkins::{JenkinsConfig, JenkinsReceiver};
 use super::ci::signed_webhook::{SignedWebhookConfig, SignedWebhookReceiver};
 use super::github::{GithubConfig, GithubReceiver};
+use super::jira::{JiraConfig, JiraReceiver};
 use super::kafka::{KafkaConfig, KafkaReceiver};
+use super::route::Catalog;
 use super::Receiver;
 
 /// One configured receiver.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReceiverConfig {
+    /// Jira issues: created once, commented on, transitioned on resolve and reopen.
+    Jira(JiraConfig),
     /// GitHub issues, commit statuses and repository dispatches.
     Github(GithubConfig),
     /// Alerts in Alertmanager's v2 API, resolved with the finding.
@@ -39,9 +43,21 @@ pub enum ReceiverConfig {
 }
 
 impl ReceiverConfig {
-    /// Builds the receiver, resolving its secrets.
-    pub fn build(&self, name: &str) -> Result<Box<dyn Receiver>, String> {
+    /// Builds the receiver, resolving its secrets. A Jira receiver's start-up check also
+    /// covers every project the catalog names.
+    pub fn build(&self, name: &str, catalog: &Catalog) -> Result<Box<dyn Receiver>, String> {
         Ok(match self {
+            ReceiverConfig::Jira(config) => {
+                let mut receiver = JiraReceiver::new(name, config)?;
+                let mut projects: Vec<String> = catalog
+                    .values()
+                    .filter_map(|entry| entry.jira_project.clone())
+                    .collect();
+                projects.sort();
+                projects.dedup();
+                receiver.with_projects(projects);
+                Box::new(receiver)
+            }
             ReceiverConfig::Github(config) => Box::new(GithubReceiver::new(name, config)?),
             ReceiverConfig::Alertmanager(config) => {
                 Box::new(AlertmanagerReceiver::new(name, config)?)
