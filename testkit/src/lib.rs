@@ -10,6 +10,8 @@
 
 #![deny(missing_docs)]
 
+pub mod slack;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

@@ -15,6 +15,7 @@
 
 pub mod http;
 pub mod render;
+pub mod slack;
 
 use std::collections::BTreeMap;
 use std::fmt;
