@@ -14,6 +14,7 @@ pub mod github;
 pub mod gitlab;
 pub mod jenkins;
 pub mod jira;
+pub mod slack;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

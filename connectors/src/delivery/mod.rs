@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod receivers;
 pub mod render;
 pub mod route;
+pub mod slack;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -20,6 +20,7 @@ use super::github::{GithubConfig, GithubReceiver};
 use super::jira::{JiraConfig, JiraReceiver};
 use super::kafka::{KafkaConfig, KafkaReceiver};
 use super::route::Catalog;
+use super::slack::{SlackConfig, SlackReceiver};
 use super::Receiver;
 
 /// One configured receiver.
@@ -28,6 +29,8 @@ use super::Receiver;
 pub enum ReceiverConfig {
     /// Jira issues: created once, commented on, transitioned on resolve and reopen.
     Jira(JiraConfig),
+    /// Slack messages through the Web API (edited and threaded) or an incoming webhook.
+    Slack(SlackConfig),
     /// GitHub issues, commit statuses and repository dispatches.
     Github(GithubConfig),
     /// Alerts in Alertmanager's v2 API, resolved with the finding.
@@ -58,6 +61,7 @@ impl ReceiverConfig {
                 receiver.with_projects(projects);
                 Box::new(receiver)
             }
+            ReceiverConfig::Slack(config) => Box::new(SlackReceiver::new(name, config)?),
             ReceiverConfig::Github(config) => Box::new(GithubReceiver::new(name, config)?),
             ReceiverConfig::Alertmanager(config) => {
                 Box::new(AlertmanagerReceiver::new(name, config)?)
