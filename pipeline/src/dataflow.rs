@@ -303,9 +303,12 @@ impl Collector {
 
     /// Sends a finding and the change it makes.
     fn send(&mut self, finding: Finding, output: &Sender<Output>) {
-        let change = self.lifecycle.as_mut().and_then(|l| l.observe(&finding));
+        let changes = match self.lifecycle.as_mut() {
+            Some(lifecycle) => lifecycle.observe(&finding),
+            None => Vec::new(),
+        };
         let _ = output.send(Output::Finding(Box::new(finding)));
-        if let Some(change) = change {
+        for change in changes {
             let _ = output.send(Output::Change(Box::new(change)));
         }
     }

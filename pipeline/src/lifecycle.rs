@@ -140,8 +140,42 @@ impl Lifecycle {
         self.unchanged
     }
 
-    /// Takes in a finding and returns the change it makes, if any.
-    pub fn observe(&mut self, finding: &Finding) -> Option<Change> {
+    /// Takes in a finding and returns the changes it makes: none, one, or a resolution
+    /// followed by a reopening when the finding's window starts after the fingerprint's
+    /// resolve deadline. That gap proves the condition did not hold in between even when the
+    /// frontier never stopped there, as when a whole file arrives in one batch.
+    pub fn observe(&mut self, finding: &Finding) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let start = millis(&finding.window.start);
+        let lapsed = self
+            .states
+            .get(&finding.fingerprint)
+            .filter(|state| state.open && start >= state.resolve_at_ms)
+            .map(|state| state.resolve_at_ms);
+        if let Some(deadline) = lapsed {
+            self.deadlines
+                .remove(&(deadline, finding.fingerprint.clone()));
+            changes.push(self.resolve(&finding.fingerprint, deadline));
+        }
+        changes.extend(self.apply(finding));
+        changes
+    }
+
+    fn resolve(&mut self, fingerprint: &str, deadline: i64) -> Change {
+        let state = self
+            .states
+            .get_mut(fingerprint)
+            .expect("every deadline belongs to a known fingerprint");
+        state.open = false;
+        Change {
+            kind: ChangeKind::Resolved,
+            change_id: resolve_change_id(fingerprint, deadline),
+            finding: state.finding.clone(),
+            resolve_at_ms: deadline,
+        }
+    }
+
+    fn apply(&mut self, finding: &Finding) -> Option<Change> {
         let start = millis(&finding.window.start);
         let end = millis(&finding.window.end);
         let resolve_after = self
@@ -206,17 +240,7 @@ impl Lifecycle {
                 break;
             }
             self.deadlines.pop_first();
-            let state = self
-                .states
-                .get_mut(&fingerprint)
-                .expect("every deadline belongs to a known fingerprint");
-            state.open = false;
-            changes.push(Change {
-                kind: ChangeKind::Resolved,
-                change_id: resolve_change_id(&fingerprint, deadline),
-                finding: state.finding.clone(),
-                resolve_at_ms: deadline,
-            });
+            changes.push(self.resolve(&fingerprint, deadline));
         }
         changes
     }
@@ -279,6 +303,11 @@ mod tests {
         .unwrap()
     }
 
+    fn one(mut changes: Vec<Change>) -> Change {
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        changes.remove(0)
+    }
+
     fn kinds(changes: &[Change]) -> Vec<ChangeKind> {
         changes.iter().map(|c| c.kind).collect()
     }
@@ -287,17 +316,17 @@ mod tests {
     fn open_update_resolve_reopen() {
         // Windows of 5 minutes, resolved 10 minutes after the latest window ends.
         let mut lifecycle = Lifecycle::new(HashMap::new(), 600_000);
-        let opened = lifecycle.observe(&finding(0, 3, Phase::Early)).unwrap();
+        let opened = one(lifecycle.observe(&finding(0, 3, Phase::Early)));
         assert_eq!(opened.kind, ChangeKind::Opened);
         assert_eq!(opened.resolve_at_ms, 900_000);
         // The final of the same window with the same count reports nothing new.
-        assert_eq!(lifecycle.observe(&finding(0, 3, Phase::Final)), None);
+        assert!(lifecycle.observe(&finding(0, 3, Phase::Final)).is_empty());
         assert_eq!(lifecycle.unchanged(), 1);
-        let updated = lifecycle.observe(&finding(0, 7, Phase::Final)).unwrap();
+        let updated = one(lifecycle.observe(&finding(0, 7, Phase::Final)));
         assert_eq!(updated.kind, ChangeKind::Updated);
         assert_eq!(updated.finding.count, 7);
         // A quiet window in between does not resolve it: the deadline moved with window 5.
-        let next = lifecycle.observe(&finding(10, 4, Phase::Early)).unwrap();
+        let next = one(lifecycle.observe(&finding(10, 4, Phase::Early)));
         assert_eq!(
             (next.kind, next.resolve_at_ms),
             (ChangeKind::Updated, 1_500_000)
@@ -307,15 +336,31 @@ mod tests {
         assert_eq!(kinds(&resolved), [ChangeKind::Resolved]);
         assert_eq!(resolved[0].change_id, resolve_change_id("fp", 1_500_000));
         assert!(lifecycle.advance(9_000_000).is_empty());
-        let reopened = lifecycle.observe(&finding(60, 3, Phase::Early)).unwrap();
+        let reopened = one(lifecycle.observe(&finding(60, 3, Phase::Early)));
         assert_eq!(reopened.kind, ChangeKind::Reopened);
+    }
+
+    #[test]
+    fn a_window_after_the_deadline_resolves_then_reopens_without_frontier_progress() {
+        let mut lifecycle = Lifecycle::new(HashMap::new(), 600_000);
+        one(lifecycle.observe(&finding(0, 3, Phase::Early)));
+        // The deadline is minute 15; a window starting at minute 15 shows the gap.
+        let changes = lifecycle.observe(&finding(15, 3, Phase::Early));
+        assert_eq!(
+            kinds(&changes),
+            [ChangeKind::Resolved, ChangeKind::Reopened]
+        );
+        assert_eq!(changes[0].change_id, resolve_change_id("fp", 900_000));
+        assert_eq!(changes[1].resolve_at_ms, 1_800_000);
+        // The resolution is not repeated when the frontier passes the old deadline.
+        assert!(lifecycle.advance(1_000_000).is_empty());
     }
 
     #[test]
     fn an_older_window_does_not_replace_the_latest() {
         let mut lifecycle = Lifecycle::new(HashMap::new(), 600_000);
-        lifecycle.observe(&finding(10, 3, Phase::Early)).unwrap();
-        assert_eq!(lifecycle.observe(&finding(5, 9, Phase::Final)), None);
+        one(lifecycle.observe(&finding(10, 3, Phase::Early)));
+        assert!(lifecycle.observe(&finding(5, 9, Phase::Final)).is_empty());
         let resolved = lifecycle.advance(i64::MAX);
         assert_eq!(resolved[0].finding.window.start, "1970-01-01T00:10:00Z");
     }
@@ -323,13 +368,13 @@ mod tests {
     #[test]
     fn change_ids_depend_on_content_not_kind() {
         let mut first = Lifecycle::new(HashMap::new(), 600_000);
-        let opened = first.observe(&finding(0, 3, Phase::Early)).unwrap();
+        let opened = one(first.observe(&finding(0, 3, Phase::Early)));
         let mut seeded = Lifecycle::new(HashMap::new(), 600_000);
         seeded.seed(vec![OpenFinding {
             finding: finding(-10, 3, Phase::Final),
-            resolve_at_ms: 0,
+            resolve_at_ms: 300_000,
         }]);
-        let again = seeded.observe(&finding(0, 3, Phase::Early)).unwrap();
+        let again = one(seeded.observe(&finding(0, 3, Phase::Early)));
         assert_eq!(again.kind, ChangeKind::Updated);
         assert_eq!(again.change_id, opened.change_id);
         assert_eq!(opened.change_id.len(), 24);

@@ -136,7 +136,18 @@ fn field_value(notice: &Notice, field: &str) -> Result<String, String> {
         "distinct" => finding.distinct.ok_or_else(missing)?.to_string(),
         "fingerprint" => finding.fingerprint.clone(),
         "first_seen" => finding.first_seen.clone(),
-        "group" => group_text(finding),
+        "group" => match &notice.group {
+            // A group message speaks for all its findings, not for the first one's group.
+            Some(group) => {
+                let labels: Vec<String> = group
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!("{} findings with {}", group.count, labels.join(", "))
+            }
+            None => group_text(finding),
+        },
         "group_count" => notice
             .group
             .as_ref()
@@ -497,6 +508,20 @@ mod tests {
         assert_eq!(
             default.render(&notice()).unwrap(),
             "Repeated failed logins: client=203.0.113.9, principal=alice"
+        );
+    }
+
+    #[test]
+    fn group_field_speaks_for_a_whole_group() {
+        let mut grouped = notice();
+        grouped.group = Some(crate::delivery::GroupInfo {
+            labels: [("rule_id".to_string(), "login-bruteforce".to_string())].into(),
+            count: 50,
+        });
+        let default = Template::parse(DEFAULT_TITLE).unwrap();
+        assert_eq!(
+            default.render(&grouped).unwrap(),
+            "Repeated failed logins: 50 findings with rule_id=login-bruteforce"
         );
     }
 
