@@ -10,10 +10,10 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use feedloop_connectors::delivery::engine::EngineSettings;
-use feedloop_connectors::delivery::route::target_of;
+use feedloop_connectors::delivery::route::{target_of, CatalogEntry};
 use feedloop_connectors::delivery::store::{Store, DATABASE_FILE};
 use feedloop_pipeline::Finding;
-use feedloop_rules::Severity;
+use feedloop_rules::{HumanDuration, Severity};
 
 use crate::config::{Config, DeliveryConfig};
 
@@ -70,6 +70,14 @@ pub fn explain_routes(config: &Config, finding_path: &Path) -> anyhow::Result<St
             target.service
         )?;
     }
+    if let Some(entry) = catalog.get(&target.service) {
+        writeln!(
+            out,
+            "catalog entry for {}: {}",
+            target.service,
+            entry_text(entry)
+        )?;
+    }
     for line in lines {
         writeln!(out, "  {line}")?;
     }
@@ -86,16 +94,35 @@ pub fn explain_routes(config: &Config, finding_path: &Path) -> anyhow::Result<St
             if !destination.grouping.by.is_empty() {
                 writeln!(
                     out,
-                    "  {} groups by {} (wait {}ms, interval {}ms)",
+                    "  {} groups by {} (wait {}, interval {})",
                     destination.route,
                     destination.grouping.by.join(", "),
-                    destination.grouping.wait_ms,
-                    destination.grouping.interval_ms
+                    HumanDuration(destination.grouping.wait_ms),
+                    HumanDuration(destination.grouping.interval_ms)
                 )?;
             }
         }
     }
     Ok(out)
+}
+
+fn entry_text(entry: &CatalogEntry) -> String {
+    let mut parts = Vec::new();
+    if !entry.owners.is_empty() {
+        parts.push(format!("owners {}", entry.owners.join(", ")));
+    }
+    let named = [
+        ("jira_project", &entry.jira_project),
+        ("github_repo", &entry.github_repo),
+        ("slack_channel", &entry.slack_channel),
+        ("ci_target", &entry.ci_target),
+    ];
+    for (label, value) in named {
+        if let Some(value) = value {
+            parts.push(format!("{label} {value}"));
+        }
+    }
+    parts.join("; ")
 }
 
 fn stage_list(finding: &Finding) -> String {

@@ -126,3 +126,116 @@ fn gate_without_state_fails_closed() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes a finding of the given stages for service `shop`.
+fn finding_file(dir: &Path, name: &str, stages: &[&str]) -> std::path::PathBuf {
+    let finding = serde_json::json!({
+        "rule_id": "login-abuse-distributed", "title": "Distributed login abuse",
+        "fingerprint": "00112233445566778899aabbccddeeff", "phase": "final", "kind": "distinct",
+        "severity": "high", "stages": stages, "tags": [], "service": "shop",
+        "group": {"route": "/login"},
+        "window": {"start": "2026-01-05T13:00:00Z", "end": "2026-01-05T14:00:00Z"},
+        "condition": "distinct client >= 5", "count": 6, "distinct": 6,
+        "first_seen": "2026-01-05T13:00:00.000Z", "last_seen": "2026-01-05T13:25:00.000Z",
+        "evidence": []
+    });
+    let path = dir.join(name);
+    std::fs::write(&path, finding.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn the_example_routes_each_stage_to_its_receiver_without_credentials() {
+    let dir = common::temp_dir("routes-example");
+    let config = "examples/delivery/feedloop.yaml";
+    let design = finding_file(&dir, "design.json", &["operate", "design"]);
+    let output = common::feedloop(&[
+        "routes",
+        "test",
+        "--config",
+        config,
+        design.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout(&output),
+        "finding login-abuse-distributed (high, stages operate, design, service shop)
+catalog entry for shop: owners shop-team; jira_project SHOP; github_repo example/shop-api; slack_channel #shop-ops; ci_target main
+  design: match: stage design is listed
+    -> jira
+  test-and-build: no match: stages [operate, design] not in [test, build]
+  operate: match: stage operate is listed
+    -> slack
+  monitor: no match: stages [operate, design] not in [monitor]
+reaches: jira, slack
+  operate groups by rule_id, service (wait 30s, interval 5m)
+"
+    );
+    let cases: [(&[&str], &str); 4] = [
+        (&["design"], "reaches: jira\n"),
+        (&["test", "build"], "reaches: github, gitlab\n"),
+        (&["operate"], "reaches: slack\n"),
+        (&["monitor"], "reaches: alertmanager\n"),
+    ];
+    for (stages, expected) in cases {
+        let file = finding_file(&dir, "case.json", stages);
+        let output =
+            common::feedloop(&["routes", "test", "--config", config, file.to_str().unwrap()]);
+        let text = stdout(&output);
+        assert!(text.contains(expected), "{stages:?}: {text}");
+    }
+    let strategy = finding_file(&dir, "strategy.json", &["strategy"]);
+    let output = common::feedloop(&[
+        "routes",
+        "test",
+        "--config",
+        config,
+        strategy.to_str().unwrap(),
+    ]);
+    assert!(stdout(&output).ends_with("reaches no receiver: no route matched\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn routes_test_names_an_unknown_receiver_and_a_bad_finding() {
+    let dir = common::temp_dir("routes-bad");
+    let events = common::root().join("tests/golden/auth.events.jsonl");
+    let path = config(&dir, &events, "  routes:\n    - receivers: [jria]\n");
+    let finding = finding_file(&dir, "f.json", &["design"]);
+    let output = common::feedloop(&[
+        "routes",
+        "test",
+        "--config",
+        path.to_str().unwrap(),
+        finding.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: invalid delivery routes: routes[0]: unknown receiver `jria`; none are configured under delivery.receivers\n"
+    );
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"rule_id\": 5}").unwrap();
+    let good = config(&dir, &events, "");
+    let output = common::feedloop(&[
+        "routes",
+        "test",
+        "--config",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: invalid finding {}: expected one finding as JSON",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
