@@ -1,9 +1,9 @@
 //! The finding lifecycle: opened, updated, resolved, reopened.
 //!
-//! A fingerprint names one condition (rule, group, stages). Its first finding opens it; a
-//! finding for a later window, or a higher count in the same window, updates it; when the
+//! A fingerprint names one condition (rule, group, stages). Its first finding opens it. A
+//! finding for a later window, or a higher count in the same window, updates it. When the
 //! watermark passes the end of its latest window by the rule's resolve period without another
-//! finding, it is resolved; a finding after that reopens it. The resolve period is the
+//! finding, it is resolved, and a finding after that reopens it. The resolve period is the
 //! hysteresis: one quiet window between two bursts does not resolve and reopen a finding,
 //! because the period spans two windows unless configured otherwise.
 //!
@@ -26,17 +26,17 @@ use sha2::{Digest, Sha256};
 
 use crate::finding::{Finding, Phase};
 
-/// What happened to a finding.
+/// The kind of change to a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
-    /// The condition holds for the first time.
+    /// The condition is met for the first time.
     Opened,
-    /// The condition holds again while open: a later window or a higher count.
+    /// The condition is met again while open: a later window or a higher count.
     Updated,
     /// The condition has not held for the rule's resolve period.
     Resolved,
-    /// The condition holds again after it was resolved.
+    /// The condition is met again after it was resolved.
     Reopened,
 }
 
@@ -71,7 +71,7 @@ pub struct Change {
     pub change_id: String,
     /// The finding's latest state.
     pub finding: Finding,
-    /// Event time (ms) at which the finding resolves unless it holds again.
+    /// Event time (ms) at which the finding resolves unless its condition is met again.
     pub resolve_at_ms: i64,
 }
 

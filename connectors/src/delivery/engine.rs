@@ -36,7 +36,7 @@ use super::route::{label_value, target_of, Catalog, Destination, Grouping, Route
 use super::store::{Outcome, Pending, Store};
 use super::{DeliveryError, Effect, GroupInfo, Notice, Progress, Receiver, Remote, Rendering};
 
-/// How a receiver's worker retries.
+/// Retry settings of a receiver's worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
@@ -46,7 +46,7 @@ pub struct RetryConfig {
     /// Wait before the first retry; each later one waits up to twice as long.
     #[serde(default = "default_initial_backoff")]
     pub initial_backoff: HumanDuration,
-    /// The longest wait between attempts, unless a service asks for more.
+    /// The maximum wait between attempts, unless a service requests more.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: HumanDuration,
 }
@@ -71,7 +71,7 @@ impl Default for RetryConfig {
     }
 }
 
-/// What one receiver did during a run.
+/// Counts of one receiver's work during a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReceiverReport {
     pub name: String,

@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use super::DeliveryError;
 
-/// The longest wait a service can ask for; longer requests are capped to this.
+/// The maximum wait a service can request. Longer requests are capped to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// The least wait after a 429 that named no time.
+/// The minimum wait after a 429 that named no time.
 pub const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
 /// The wait after GitHub's secondary rate limit when it names no time, as GitHub documents.

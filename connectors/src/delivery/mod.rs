@@ -1,8 +1,8 @@
 //! Delivery: each finding change applied once to every receiver it is routed to.
 //!
 //! The dataflow emits lifecycle changes (opened, updated, resolved, reopened). The router picks
-//! the receivers of each change; the outbox stores the change durably before anything is sent;
-//! each receiver runs on its own thread, takes its changes from the outbox in order, and
+//! the receivers of each change, and the outbox stores the change durably before anything is
+//! sent. Each receiver runs on its own thread, takes its changes from the outbox in order, and
 //! records the remote object it created (a Jira key, an issue number, a Slack message
 //! timestamp) in the state store in the same transaction that marks the change done.
 //!
@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use feedloop_pipeline::ChangeKind;
 use feedloop_pipeline::Finding;
 
-/// Where a service's findings go, from the service catalog; every field is optional.
+/// The destinations of a service's findings, from the service catalog. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {

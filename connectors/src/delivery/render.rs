@@ -221,7 +221,7 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// What a redaction policy does to one kind of value.
+/// The treatment a redaction policy gives one kind of value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Treatment {

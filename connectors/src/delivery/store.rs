@@ -40,7 +40,7 @@ pub struct StoreError {
     source: rusqlite::Error,
 }
 
-/// What became of a change at one receiver.
+/// The outcome of a change at one receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
