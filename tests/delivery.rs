@@ -36,7 +36,7 @@ fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
     // so it stays open while the two earlier ones resolved 10 minutes after their windows.
     assert!(
         stdout(&run)
-            .contains("  lifecycle                  3 opened, 3 updated, 2 resolved, 0 reopened\n"),
+            .contains("  lifecycle                  3 opened, 3 updated, 2 resolved, 0 reopened; 0 findings repeated a reported state\n"),
         "{}",
         stdout(&run)
     );
@@ -91,7 +91,7 @@ fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
     );
     assert!(
         stdout(&run)
-            .contains("  lifecycle                  0 opened, 0 updated, 1 resolved, 0 reopened\n"),
+            .contains("  lifecycle                  0 opened, 0 updated, 1 resolved, 0 reopened; 0 findings repeated a reported state\n"),
         "{}",
         stdout(&run)
     );

@@ -237,7 +237,9 @@ fn resolve_and_reopen_reach_jira_github_and_slack() {
     assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("1 opened, 0 updated, 1 resolved, 1 reopened"),
+        stdout.contains(
+            "1 opened, 0 updated, 1 resolved, 1 reopened; 2 findings repeated a reported state\n"
+        ),
         "{stdout}"
     );
 

@@ -307,6 +307,11 @@ impl Collector {
             Some(lifecycle) => lifecycle.observe(&finding),
             None => Vec::new(),
         };
+        if changes.is_empty() {
+            self.counters
+                .repeated_findings
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let _ = output.send(Output::Finding(Box::new(finding)));
         for change in changes {
             let _ = output.send(Output::Change(Box::new(change)));

@@ -139,6 +139,8 @@ pub struct Counters {
     pub bad_time: AtomicU64,
     pub input_errors: AtomicU64,
     pub dropped_hits: AtomicU64,
+    /// Findings that repeated what their fingerprint had reported, so made no change.
+    pub repeated_findings: AtomicU64,
     /// The highest event time fed to the dataflow, for resolving findings when input ends.
     pub max_event_time: AtomicI64,
 }
@@ -160,6 +162,8 @@ pub struct RunCounts {
     pub input_errors: u64,
     /// Hits dropped because a rule reached its limit of open windows.
     pub dropped_hits: u64,
+    /// Findings that repeated what their fingerprint had reported, so made no lifecycle change.
+    pub repeated_findings: u64,
 }
 
 /// A run that could not start or whose worker failed.
@@ -227,6 +231,7 @@ pub fn run(
         bad_time: counters.bad_time.load(Ordering::Relaxed),
         input_errors: counters.input_errors.load(Ordering::Relaxed),
         dropped_hits: counters.dropped_hits.load(Ordering::Relaxed),
+        repeated_findings: counters.repeated_findings.load(Ordering::Relaxed),
     })
 }
 

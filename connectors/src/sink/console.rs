@@ -108,11 +108,12 @@ impl Console {
             let count = |kind: &str| report.changes.get(kind).copied().unwrap_or(0);
             let _ = writeln!(
                 text,
-                "  lifecycle         {:>10} opened, {} updated, {} resolved, {} reopened",
+                "  lifecycle         {:>10} opened, {} updated, {} resolved, {} reopened; {} findings repeated a reported state",
                 count("opened"),
                 count("updated"),
                 count("resolved"),
-                count("reopened")
+                count("reopened"),
+                counts.repeated_findings
             );
         }
         if let Some(delivery) = &report.delivery {
