@@ -1,4 +1,5 @@
-//! Watches feedloop's findings file and records when each finding first appears.
+//! Watches feedloop's findings file and records when each finding first appears, and its
+//! fingerprint.
 //!
 //! `feedloop run` writes findings to its JSON Lines file and flushes the file after each burst
 //! of output. A thread here reads whatever the file gained every [`POLL_INTERVAL`] and stamps
@@ -48,9 +49,16 @@ pub struct WatchCounts {
     pub invalid: u64,
 }
 
+/// The first line read for one finding key.
+struct FirstSeen {
+    at: Instant,
+    /// The finding's `fingerprint`, which a Slack message's metadata names as its key.
+    fingerprint: String,
+}
+
 #[derive(Default)]
 struct Seen {
-    first: HashMap<FindingKey, Instant>,
+    first: HashMap<FindingKey, FirstSeen>,
     counts: WatchCounts,
 }
 
@@ -80,7 +88,15 @@ impl FindingsWatcher {
 
     /// Returns when the finding first appeared in the file, if it has.
     pub fn seen(&self, key: &FindingKey) -> Option<Instant> {
-        self.lock().first.get(key).copied()
+        self.lock().first.get(key).map(|first| first.at)
+    }
+
+    /// Returns the fingerprint of the finding's first line, if it has appeared.
+    pub fn fingerprint(&self, key: &FindingKey) -> Option<String> {
+        self.lock()
+            .first
+            .get(key)
+            .map(|first| first.fingerprint.clone())
     }
 
     /// Stops the thread and returns what it read, or the error that stopped it.
@@ -153,16 +169,20 @@ fn record_lines(pending: &mut Vec<u8>, now: Instant, seen: &Mutex<Seen>) {
     for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         seen.counts.lines += 1;
         match parse_finding(line) {
-            Some(key) => {
-                seen.first.entry(key).or_insert(now);
+            Some((key, fingerprint)) => {
+                seen.first.entry(key).or_insert(FirstSeen {
+                    at: now,
+                    fingerprint,
+                });
             }
             None => seen.counts.invalid += 1,
         }
     }
 }
 
-/// Reads the rule id, phase and `client` group value of one finding line.
-pub fn parse_finding(line: &[u8]) -> Option<FindingKey> {
+/// Reads the rule id, phase and `client` group value of one finding line, and its
+/// `fingerprint`, which is empty when the line has none.
+pub fn parse_finding(line: &[u8]) -> Option<(FindingKey, String)> {
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
     let rule_id = value.get("rule_id")?.as_str()?;
     let phase = value.get("phase")?.as_str()?;
@@ -171,7 +191,14 @@ pub fn parse_finding(line: &[u8]) -> Option<FindingKey> {
         .and_then(|group| group.get("client"))
         .and_then(|client| client.as_str())
         .unwrap_or_default();
-    Some(FindingKey::new(rule_id, phase, client))
+    let fingerprint = value
+        .get("fingerprint")
+        .and_then(|fingerprint| fingerprint.as_str())
+        .unwrap_or_default();
+    Some((
+        FindingKey::new(rule_id, phase, client),
+        fingerprint.to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -180,13 +207,12 @@ mod tests {
 
     #[test]
     fn parse_finding_reads_client_group() {
-        let line = br#"{"rule_id":"auth-failure-burst","phase":"early","group":{"client":"203.0.113.4"},"count":10}"#;
+        let line = br#"{"rule_id":"auth-failure-burst","fingerprint":"fp-4","phase":"early","group":{"client":"203.0.113.4"},"count":10}"#;
         assert_eq!(
             parse_finding(line),
-            Some(FindingKey::new(
-                "auth-failure-burst",
-                "early",
-                "203.0.113.4"
+            Some((
+                FindingKey::new("auth-failure-burst", "early", "203.0.113.4"),
+                "fp-4".to_string()
             ))
         );
     }
@@ -196,7 +222,10 @@ mod tests {
         let line = br#"{"rule_id":"route-5xx-ratio","phase":"final","group":{"route":"/v1"}}"#;
         assert_eq!(
             parse_finding(line),
-            Some(FindingKey::new("route-5xx-ratio", "final", ""))
+            Some((
+                FindingKey::new("route-5xx-ratio", "final", ""),
+                String::new()
+            ))
         );
         assert_eq!(parse_finding(b"not json"), None);
         assert_eq!(parse_finding(br#"{"phase":"final"}"#), None);
@@ -206,7 +235,9 @@ mod tests {
     fn partial_line_waits_for_newline() {
         let seen = Mutex::new(Seen::default());
         let start = Instant::now();
-        let mut pending = br#"{"rule_id":"a","phase":"early","group":{"client":"x"}}"#.to_vec();
+        let mut pending =
+            br#"{"rule_id":"a","fingerprint":"fp-a","phase":"early","group":{"client":"x"}}"#
+                .to_vec();
         pending.extend_from_slice(b"\n{\"rule_id\":\"b\"");
         record_lines(&mut pending, start, &seen);
         assert_eq!(pending, b"{\"rule_id\":\"b\"");
@@ -219,7 +250,9 @@ mod tests {
         assert!(pending.is_empty());
         assert_eq!(seen.counts.lines, 2);
         assert_eq!(seen.counts.invalid, 0);
-        assert_eq!(seen.first[&FindingKey::new("a", "early", "x")], start);
-        assert_eq!(seen.first[&FindingKey::new("b", "final", "")], later);
+        let first_a = &seen.first[&FindingKey::new("a", "early", "x")];
+        assert_eq!(first_a.at, start);
+        assert_eq!(first_a.fingerprint, "fp-a");
+        assert_eq!(seen.first[&FindingKey::new("b", "final", "")].at, later);
     }
 }

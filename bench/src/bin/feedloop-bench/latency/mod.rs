@@ -6,8 +6,12 @@
 //! fixed rate and, on a schedule, bursts of [`traffic::BURST_SIZE`] failed logins from one new
 //! client each. For every burst the run records when the broker acknowledged the crossing
 //! event and when feedloop's findings file first held the burst's early and final findings.
-//! One warm-up burst before the measured ones proves that the whole path works and is not
-//! counted.
+//!
+//! The run also times delivery. feedloop's `delivery` section routes the bench rule's findings,
+//! without grouping, to a `slack` receiver whose `api_url` is a loopback Slack started in this
+//! process ([`slack::SlackDelivery`]). For every burst the run records when the `chat.postMessage`
+//! that opens the burst's finding arrived there. One warm-up burst before the measured ones
+//! proves that the whole path, delivery included, works and is not counted.
 //!
 //! Every wait is bounded: the broker start, the topic, the warm-up, each window's final
 //! finding, and the whole run (`--timeout-seconds`). The broker and feedloop are killed when
@@ -17,6 +21,7 @@ mod findings;
 mod processes;
 mod report;
 mod schedule;
+mod slack;
 mod traffic;
 
 use std::fmt::Write as _;
@@ -33,6 +38,7 @@ use feedloop_bench::results;
 use self::findings::{FindingKey, FindingsWatcher};
 use self::processes::Process;
 use self::report::{BurstTiming, Report};
+use self::slack::{SlackCounts, SlackDelivery};
 use self::traffic::{SentBurst, Traffic};
 
 /// The topic the run creates and feedloop reads.
@@ -70,7 +76,14 @@ const ALLOWED_LATENESS_MS: i64 = 1_000;
 /// How long feedloop waits on a caught-up partition before it stops holding the watermark.
 const IDLE_TIMEOUT: &str = "1s";
 
-/// How long the warm-up burst may take to produce its finding, including feedloop's start.
+/// The name of the Slack receiver in the generated configuration.
+const SLACK_RECEIVER: &str = "bench-slack";
+
+/// Maximum `--slack-min-interval-ms`.
+const MAX_SLACK_MIN_INTERVAL_MS: u64 = 60_000;
+
+/// How long the warm-up burst may take to produce its finding and its Slack message, including
+/// feedloop's start.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after the last window could close the run waits for final findings.
@@ -125,6 +138,11 @@ pub struct LatencyArgs {
     /// option for several. They go to the `properties` of the Kafka source.
     #[arg(long = "consumer-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub consumer_properties: Vec<(String, String)>,
+    /// The Slack receiver's `min_interval` in milliseconds: the least time between two posts to
+    /// one channel. feedloop's default is 1000, the one message a second per channel that
+    /// Slack's rate-limit page allows.
+    #[arg(long, default_value_t = 1)]
+    pub slack_min_interval_ms: u64,
     /// Maximum wall time of the whole run in seconds. A run that takes longer stops, kills the
     /// broker and feedloop, and fails.
     #[arg(long, default_value_t = 150)]
@@ -137,6 +155,7 @@ struct RunFiles {
     config: PathBuf,
     findings: PathBuf,
     dead_letters: PathBuf,
+    delivery_state: PathBuf,
     bursts: PathBuf,
     broker_log: PathBuf,
     feedloop_log: PathBuf,
@@ -149,6 +168,7 @@ impl RunFiles {
             config: dir.join("feedloop.yaml"),
             findings: dir.join("findings.jsonl"),
             dead_letters: dir.join("dead-letters.jsonl"),
+            delivery_state: dir.join("delivery-state"),
             bursts: dir.join("bursts.csv"),
             broker_log: dir.join("tansu.log"),
             feedloop_log: dir.join("feedloop.log"),
@@ -180,26 +200,30 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<ExitCode> {
         broker_version: processes::tansu_version(&tansu),
         timings: outcome.timings,
         producer: outcome.producer,
+        slack: outcome.slack,
         feedloop_summary: outcome.feedloop_summary,
         duration,
     };
-    println!("\n{}", report.table());
+    println!("\n{}\n{}", report.comparison(), report.table());
     let detected = report.detected_early();
+    let delivered = report.delivered_to_slack();
     println!(
-        "{detected} of {} bursts detected early; per-burst timings in {}",
+        "{detected} of {} bursts detected early, {delivered} delivered to Slack; per-burst \
+         timings in {}",
         args.bursts,
         files.bursts.display()
     );
     write_results(&args.results, &report.section())?;
     eprintln!("results written to {}", args.results.display());
-    Ok(if detected == args.bursts {
+    Ok(if detected == args.bursts && delivered == args.bursts {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-/// Creates the run's folder, writes the bench rule into it and removes an old findings file.
+/// Creates the run's folder, writes the bench rule into it and removes an old findings file
+/// and delivery state.
 fn prepare_folder(args: &LatencyArgs) -> anyhow::Result<RunFiles> {
     fs::create_dir_all(&args.dir)
         .with_context(|| format!("failed to create {}", args.dir.display()))?;
@@ -207,6 +231,12 @@ fn prepare_folder(args: &LatencyArgs) -> anyhow::Result<RunFiles> {
     // A findings file left by an earlier run would be read as this run's output.
     if files.findings.exists() {
         fs::remove_file(&files.findings)?;
+    }
+    // An earlier run's state would hold the same burst clients' findings as open, so their
+    // changes would edit old Slack messages instead of opening new ones.
+    if files.delivery_state.exists() {
+        fs::remove_dir_all(&files.delivery_state)
+            .with_context(|| format!("failed to remove {}", files.delivery_state.display()))?;
     }
     fs::write(&files.rule, BENCH_RULE)?;
     Ok(files)
@@ -222,19 +252,35 @@ fn measure(
 ) -> anyhow::Result<Outcome> {
     let broker = processes::start_broker(tansu, &files.broker_log)?;
     processes::create_topic(&broker.address, TOPIC, args.partitions)?;
-    let config = feedloop_config(args, &broker.address, &args.packs.canonicalize()?, files);
+    let slack = SlackDelivery::start();
+    let config = feedloop_config(
+        args,
+        &broker.address,
+        &args.packs.canonicalize()?,
+        slack.api_url(),
+        files,
+    );
     fs::write(&files.config, config)?;
     eprintln!(
-        "tansu listens on {}; topic {TOPIC} has {} partitions; starting feedloop",
-        broker.address, args.partitions
+        "tansu listens on {}; topic {TOPIC} has {} partitions; the loopback Slack listens on \
+         {}; starting feedloop",
+        broker.address,
+        args.partitions,
+        slack.api_url()
     );
 
     let watcher = FindingsWatcher::start(files.findings.clone());
-    let feedloop = processes::start_feedloop(&args.feedloop, &files.config, &files.feedloop_log)?;
+    let feedloop = processes::start_feedloop(
+        &args.feedloop,
+        &files.config,
+        &[(slack::TOKEN_ENV, slack::BOT_TOKEN)],
+        &files.feedloop_log,
+    )?;
     let traffic = Traffic::new(&broker.address, TOPIC, args.rate, args.seed, args.linger_ms)?;
     let mut session = Session {
         traffic,
         watcher,
+        slack,
         feedloop,
         bursts: Vec::new(),
         next_burst: 0,
@@ -282,6 +328,12 @@ fn check_args(args: &LatencyArgs) -> anyhow::Result<()> {
     if !(1..=64).contains(&args.workers) {
         bail!("invalid --workers {}: expected 1 to 64", args.workers);
     }
+    if args.slack_min_interval_ms > MAX_SLACK_MIN_INTERVAL_MS {
+        bail!(
+            "invalid --slack-min-interval-ms {}: expected 0 to {MAX_SLACK_MIN_INTERVAL_MS}",
+            args.slack_min_interval_ms
+        );
+    }
     if !args.feedloop.is_file() {
         bail!(
             "feedloop binary not found at {}. Build it with `cargo build --release -p \
@@ -299,8 +351,15 @@ fn check_args(args: &LatencyArgs) -> anyhow::Result<()> {
 }
 
 /// Returns the `feedloop run` configuration: the topic from its start, the shipped packs and
-/// the benchmark's rule, findings to a file and nothing on the console.
-fn feedloop_config(args: &LatencyArgs, brokers: &str, packs: &Path, files: &RunFiles) -> String {
+/// the benchmark's rule, findings to a file and nothing on the console, and the bench rule's
+/// changes to the Slack Web API at `slack_api_url`.
+fn feedloop_config(
+    args: &LatencyArgs,
+    brokers: &str,
+    packs: &Path,
+    slack_api_url: &str,
+    files: &RunFiles,
+) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -342,6 +401,28 @@ fn feedloop_config(args: &LatencyArgs, brokers: &str, packs: &Path, files: &RunF
         text,
         "outputs:\n  console: {{enabled: false}}\n  jsonl: {{path: \"{}\"}}",
         files.findings.display()
+    );
+    // One route without grouping, so each finding is its own message and the message's
+    // metadata key is the finding's fingerprint.
+    let _ = writeln!(
+        text,
+        "delivery:\n\
+         \x20 state_dir: \"{}\"\n\
+         \x20 receivers:\n\
+         \x20   {SLACK_RECEIVER}:\n\
+         \x20     slack:\n\
+         \x20       api_url: \"{slack_api_url}\"\n\
+         \x20       token: {{env: {}}}\n\
+         \x20       channel: {}\n\
+         \x20       min_interval: {}ms\n\
+         \x20 routes:\n\
+         \x20   - name: bench-rule\n\
+         \x20     match: {{rules: [{BENCH_RULE_ID}]}}\n\
+         \x20     receivers: [{SLACK_RECEIVER}]",
+        files.delivery_state.display(),
+        slack::TOKEN_ENV,
+        slack::CHANNEL,
+        args.slack_min_interval_ms
     );
     text
 }
@@ -402,13 +483,16 @@ impl Burst {
 struct Outcome {
     timings: Vec<BurstTiming>,
     producer: traffic::ProducerCounts,
+    slack: SlackCounts,
     feedloop_summary: Option<String>,
 }
 
-/// The running broker client, feedloop and findings watcher, and the bursts so far.
+/// The running broker client, feedloop, findings watcher and loopback Slack, and the bursts so
+/// far.
 struct Session {
     traffic: Traffic,
     watcher: FindingsWatcher,
+    slack: SlackDelivery,
     feedloop: Process,
     bursts: Vec<Burst>,
     next_burst: usize,
@@ -419,22 +503,25 @@ struct Session {
 }
 
 impl Session {
-    /// Sends one burst a second from now and waits for its early finding, which shows that
-    /// feedloop has started and reads the topic.
+    /// Sends one burst a second from now and waits for its early finding and its Slack
+    /// message, which show that feedloop has started, reads the topic and delivers.
     fn warm_up(&mut self) -> anyhow::Result<()> {
         let client = "192.0.2.1".to_string();
         let key = FindingKey::new(BENCH_RULE_ID, "early", &client);
         self.bursts.push(Burst {
-            client,
+            client: client.clone(),
             planned: Instant::now() + Duration::from_secs(1),
             warm_up: true,
             sent: None,
         });
-        let seen = self.drive(
-            |session| session.watcher.seen(&key).is_some(),
+        let complete = self.drive(
+            |session| session.slack_arrival(&client).is_some(),
             Instant::now() + WARM_UP_TIMEOUT,
         )?;
-        if !seen {
+        if complete {
+            return Ok(());
+        }
+        if self.watcher.seen(&key).is_none() {
             bail!(
                 "feedloop reported no early finding for the warm-up burst within {} s; its \
                  output is in {}",
@@ -442,7 +529,20 @@ impl Session {
                 self.feedloop_log.display()
             );
         }
-        Ok(())
+        bail!(
+            "feedloop reported the warm-up burst's finding but posted no Slack message for it \
+             within {} s; its output is in {}",
+            WARM_UP_TIMEOUT.as_secs(),
+            self.feedloop_log.display()
+        );
+    }
+
+    /// Returns when the Slack message that opens the bench rule's finding for `client`
+    /// arrived, as of the loopback Slack's last refresh.
+    fn slack_arrival(&self, client: &str) -> Option<Instant> {
+        let key = FindingKey::new(BENCH_RULE_ID, "early", client);
+        let fingerprint = self.watcher.fingerprint(&key)?;
+        self.slack.opened(&fingerprint)
     }
 
     /// Sends `count` bursts on the schedule of [`schedule::plan_bursts`] and waits until each
@@ -469,7 +569,8 @@ impl Session {
         Ok(clock)
     }
 
-    /// Returns true when every measured burst was sent and has all three findings.
+    /// Returns true when every measured burst was sent and has all three findings and its
+    /// Slack message.
     fn all_seen(&self) -> bool {
         self.bursts
             .iter()
@@ -486,6 +587,7 @@ impl Session {
                         let key = FindingKey::new(rule, phase, &burst.client);
                         self.watcher.seen(&key).is_some()
                     })
+                    && self.slack_arrival(&burst.client).is_some()
             })
     }
 
@@ -511,6 +613,9 @@ impl Session {
             if now >= self.next_check {
                 self.feedloop.check_running()?;
                 self.watcher.check()?;
+                // Arrivals carry the mock's own stamps, so reading them only every check
+                // interval delays when the run notices them, not the figures.
+                self.slack.refresh();
                 self.next_check = now + CHECK_INTERVAL;
             }
             thread::sleep(LOOP_PAUSE);
@@ -532,8 +637,9 @@ impl Session {
     }
 
     /// Collects each measured burst's timings, then stops the producer, the watcher and
-    /// feedloop, in that order.
-    fn finish(self, clock: &Clock) -> anyhow::Result<Outcome> {
+    /// feedloop, in that order, and the loopback Slack last.
+    fn finish(mut self, clock: &Clock) -> anyhow::Result<Outcome> {
+        self.slack.refresh();
         let mut timings = Vec::new();
         for (index, burst) in self.bursts.iter().enumerate() {
             if burst.warm_up {
@@ -565,6 +671,7 @@ impl Session {
                 early: seen(BENCH_RULE_ID, "early"),
                 shipped_early: seen(SHIPPED_RULE_ID, "early"),
                 final_seen: seen(BENCH_RULE_ID, "final"),
+                slack: self.slack_arrival(&burst.client),
             });
         }
 
@@ -586,9 +693,20 @@ impl Session {
         let feedloop_summary = fs::read_to_string(&self.feedloop_log)
             .ok()
             .and_then(|log| report::run_summary(&log));
+        // feedloop has stopped, so the counts include every request it sent.
+        self.slack.refresh();
+        let slack = self.slack.counts();
+        if slack.repeated > 0 {
+            eprintln!(
+                "warning: the loopback Slack received {} opening posts for findings that had \
+                 one already; each figure uses the first post",
+                slack.repeated
+            );
+        }
         Ok(Outcome {
             timings,
             producer,
+            slack,
             feedloop_summary,
         })
     }

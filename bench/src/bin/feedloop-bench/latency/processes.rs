@@ -230,9 +230,15 @@ fn block_on<F: Future>(future: F, timeout: Duration) -> anyhow::Result<F::Output
     }
 }
 
-/// Starts `feedloop run --config CONFIG`.
-pub fn start_feedloop(binary: &Path, config: &Path, log: &Path) -> anyhow::Result<Process> {
+/// Starts `feedloop run --config CONFIG` with `env` added to its environment.
+pub fn start_feedloop(
+    binary: &Path,
+    config: &Path,
+    env: &[(&str, &str)],
+    log: &Path,
+) -> anyhow::Result<Process> {
     let mut command = Command::new(binary);
     command.arg("run").arg("--config").arg(config);
+    command.envs(env.iter().copied());
     Process::spawn("feedloop", &mut command, log)
 }

@@ -7,8 +7,12 @@ use feedloop_bench::harness::group_thousands;
 use feedloop_bench::results::LATENCY_HEADING;
 
 use super::findings::POLL_INTERVAL;
+use super::slack::{SlackCounts, CHANNEL};
 use super::traffic::{ProducerCounts, SentBurst, BURST_SIZE};
 use super::{LatencyArgs, ALLOWED_LATENESS_MS, BENCH_RULE_ID, IDLE_TIMEOUT, SHIPPED_RULE_ID};
+
+/// The delivery promise the Slack figure is checked against: each finding within a second.
+const PROMISE: Duration = Duration::from_secs(1);
 
 /// Timings of one measured burst. A missing instant means the event did not happen before
 /// the run stopped waiting.
@@ -30,6 +34,9 @@ pub struct BurstTiming {
     pub shipped_early: Option<Instant>,
     /// When the bench rule's final finding appeared.
     pub final_seen: Option<Instant>,
+    /// When the Slack message that opens the bench rule's finding arrived at the loopback
+    /// Slack.
+    pub slack: Option<Instant>,
 }
 
 impl BurstTiming {
@@ -123,6 +130,8 @@ pub struct Report<'a> {
     pub timings: Vec<BurstTiming>,
     /// The producer's counts.
     pub producer: ProducerCounts,
+    /// The loopback Slack's request counts.
+    pub slack: SlackCounts,
     /// The summary feedloop printed when it stopped.
     pub feedloop_summary: Option<String>,
     /// Wall time of the whole run, broker start to broker stop.
@@ -135,11 +144,22 @@ impl Report<'_> {
         self.timings.iter().filter(|t| t.early.is_some()).count()
     }
 
+    /// Returns the number of bursts whose Slack message arrived.
+    pub fn delivered_to_slack(&self) -> usize {
+        self.timings.iter().filter(|t| t.slack.is_some()).count()
+    }
+
     fn rows(&self) -> Vec<Row> {
         let t = &self.timings;
         vec![
             Row::new("early finding after the crossing event's ack", t, |b| {
                 Some((b.early?, b.acked?))
+            }),
+            Row::new("Slack message after the crossing event's ack", t, |b| {
+                Some((b.slack?, b.acked?))
+            }),
+            Row::new("Slack message after the findings file line", t, |b| {
+                Some((b.slack?, b.early?))
             }),
             Row::new(
                 "early finding after the crossing event's hand-over",
@@ -182,6 +202,11 @@ impl Report<'_> {
         table
     }
 
+    /// Renders the findings-file and Slack figures side by side; see [`comparison`].
+    pub fn comparison(&self) -> String {
+        comparison(&self.timings)
+    }
+
     /// Renders the whole "Finding latency" section of the results page.
     pub fn section(&self) -> String {
         let mut text = String::new();
@@ -195,6 +220,8 @@ impl Report<'_> {
             self.duration.as_secs_f64()
         );
         text.push_str(&self.setup());
+        text.push_str(&self.comparison());
+        text.push('\n');
         text.push_str(&self.table());
         text.push_str(&self.notes());
         if let Some(summary) = &self.feedloop_summary {
@@ -244,6 +271,25 @@ impl Report<'_> {
             args.feedloop.display(),
             args.workers
         );
+        let slack = self.slack;
+        let _ = writeln!(
+            list,
+            "- delivery: one route without grouping takes the changes of `{BENCH_RULE_ID}` to a \
+             `slack` receiver with a bot token, channel `{CHANNEL}` and `min_interval: {}ms` \
+             (feedloop's default is 1s). Its `api_url` is `SlackMock` from `feedloop-testkit`, \
+             a Slack Web API server on 127.0.0.1 in the benchmark's process, because no real \
+             Slack can be reached from this machine. The delivery state store is in the run's \
+             folder and starts empty. Requests the mock received: {} opening \
+             `chat.postMessage` ({} of them for a finding that had one already), {} thread \
+             replies, {} `chat.update`, and {} others, such as the `auth.test` that feedloop \
+             sends at start",
+            args.slack_min_interval_ms,
+            slack.opened,
+            slack.repeated,
+            slack.replies,
+            slack.updates,
+            slack.other
+        );
         let _ = writeln!(
             list,
             "- rules: the shipped packs, which every event is evaluated against, plus \
@@ -281,10 +327,12 @@ impl Report<'_> {
         let mut notes = String::from("\n### What the figures mean\n\n");
         let _ = writeln!(
             notes,
-            "- Each interval ends when the benchmark first read the finding's line from \
+            "- Each finding interval ends when the benchmark first read the finding's line from \
              feedloop's findings file, which it reads every {poll_ms} ms, so a figure can be up \
-             to {poll_ms} ms late. Quantiles are nearest-rank; with fewer than 100 bursts the \
-             p99 is the maximum. `bursts.csv` in the run's folder has every burst's figures."
+             to {poll_ms} ms late. A Slack interval ends at the loopback Slack's own stamp, \
+             which is not polled, so the Slack message can appear to come before the file's \
+             line by up to {poll_ms} ms. Quantiles are nearest-rank; with fewer than 100 bursts \
+             the p99 is the maximum. `bursts.csv` in the run's folder has every burst's figures."
         );
         let _ = writeln!(
             notes,
@@ -297,13 +345,14 @@ impl Report<'_> {
              thread's 200 ms receive timeout adds nothing here, because it only bounds the wait \
              while no output arrives, and the thread flushes once it has written what is queued."
         );
+        notes.push_str(&self.delivery_note());
         notes.push_str(&self.broker_note());
         let _ = writeln!(
             notes,
             "- The hand-over figure adds the producer's `linger.ms` and the produce round trip, \
              so it is the latency for a service whose log record has reached a Kafka producer. \
-             Neither figure includes how long a real service takes to ship its access log to \
-             that producer, nor delivery to webhooks."
+             No figure includes how long a real service takes to ship its access log to that \
+             producer."
         );
         let _ = writeln!(
             notes,
@@ -322,6 +371,35 @@ impl Report<'_> {
              a window end."
         );
         notes
+    }
+
+    /// Explains what the Slack figure adds to the findings-file figure.
+    fn delivery_note(&self) -> String {
+        format!(
+            "- The Slack figure ends when the loopback Slack finished reading the \
+             `chat.postMessage` request that opens the finding's message. The benchmark matches \
+             it to its burst by the message metadata's key, which on a route without grouping \
+             is the finding's fingerprint, as the findings file reports it. After the finding, \
+             the dataflow sends its `opened` change on the same output channel. The delivery \
+             thread writes the finding to the file's buffer and hands the change to the \
+             delivery engine. The engine routes it, queues it at once because the route has \
+             no `group_wait`, and commits it to the SQLite outbox (WAL, `synchronous = FULL`) \
+             in the same transaction as the finding's state. The engine then wakes the \
+             receiver's worker, and only after the whole batch does the delivery thread flush \
+             the findings file. Every change is committed, including unrouted ones such as \
+             `{SHIPPED_RULE_ID}`'s, so the findings-file figure of this run includes those \
+             commits and is not comparable with a run without a `delivery` section. The \
+             worker's 500 ms receive timeout only bounds its wait while the outbox is empty, \
+             because a queued notice wakes it at once. The worker then reads the outbox, \
+             commits a create intent, renders the Block Kit message, waits out `min_interval` \
+             ({} ms here) since its last post to the channel, and posts over loopback HTTP. A \
+             real Slack adds the network round trip and Slack's own processing, which this run \
+             does not measure. One worker applies a receiver's notices in order, so with \
+             feedloop's default `min_interval` of 1 s a channel gets at most one post a second, \
+             thread replies included, and a finding that closely follows others waits for \
+             their posts.\n",
+            self.args.slack_min_interval_ms
+        )
     }
 
     /// Explains how the broker's fetch handling shapes the early figure.
@@ -350,6 +428,76 @@ impl Report<'_> {
              `fetch.min.bytes` (default 1), so a broker that answers once that much has \
              arrived adds no such wait.\n"
         )
+    }
+}
+
+/// Renders the findings-file and Slack figures side by side, over the bursts that have
+/// both, with the ratio of each quantile and the count within [`PROMISE`].
+pub fn comparison(timings: &[BurstTiming]) -> String {
+    let pairs: Vec<(f64, f64)> = timings
+        .iter()
+        .filter_map(|b| {
+            let acked = b.acked?;
+            Some((
+                millis_between(b.early?, acked),
+                millis_between(b.slack?, acked),
+            ))
+        })
+        .collect();
+
+    let bursts = timings.len();
+    let mut text = format!(
+        "Time from the broker's ack of a burst's crossing event to the early finding of \
+         `{BENCH_RULE_ID}` in the findings file and to its message in Slack, over the {} of \
+         {bursts} bursts that have both:\n\n",
+        pairs.len()
+    );
+
+    let file: Vec<f64> = pairs.iter().map(|(file, _)| *file).collect();
+    let slack: Vec<f64> = pairs.iter().map(|(_, slack)| *slack).collect();
+    let (Some(file_q), Some(slack_q)) = (quantiles(&file), quantiles(&slack)) else {
+        text.push_str("No burst has both figures.\n");
+        return text;
+    };
+
+    text.push_str("| quantile | findings file (ms) | Slack (ms) | Slack / findings file |\n");
+    text.push_str("|---|---:|---:|---:|\n");
+    let quantile_rows = [
+        ("p50", file_q.p50, slack_q.p50),
+        ("p90", file_q.p90, slack_q.p90),
+        ("max", file_q.max, slack_q.max),
+    ];
+    for (name, file_ms, slack_ms) in quantile_rows {
+        let _ = writeln!(
+            text,
+            "| {name} | {file_ms:.1} | {slack_ms:.1} | {} |",
+            format_ratio(slack_ms, file_ms)
+        );
+    }
+
+    let within = timings
+        .iter()
+        .filter(|b| {
+            b.slack
+                .zip(b.acked)
+                .is_some_and(|(slack, acked)| slack <= acked + PROMISE)
+        })
+        .count();
+    let _ = writeln!(
+        text,
+        "\n{within} of {bursts} bursts reached Slack within {} s of the ack.",
+        PROMISE.as_secs()
+    );
+    text
+}
+
+/// Formats `numerator / denominator` with two decimals, or `-` when the denominator is not
+/// above zero.
+fn format_ratio(numerator: f64, denominator: f64) -> String {
+    if denominator > 0.0 {
+        format!("{:.2}", numerator / denominator)
+    } else {
+        "-".to_string()
     }
 }
 
@@ -383,7 +531,8 @@ pub fn run_summary(log: &str) -> Option<String> {
 pub fn bursts_csv(timings: &[BurstTiming]) -> String {
     let mut csv = String::from(
         "client,crossing_event_time_ms,ack_after_handover_ms,early_after_ack_ms,\
-         auth_failure_burst_after_ack_ms,final_after_window_end_ms,delivery_error\n",
+         slack_after_ack_ms,slack_after_early_ms,auth_failure_burst_after_ack_ms,\
+         final_after_window_end_ms,delivery_error\n",
     );
     let cell = |pair: Option<(Instant, Instant)>| {
         pair.map(|(later, earlier)| format!("{:.2}", millis_between(later, earlier)))
@@ -393,7 +542,7 @@ pub fn bursts_csv(timings: &[BurstTiming]) -> String {
         let handed = timing.handed();
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             timing.client,
             timing
                 .sent
@@ -401,6 +550,8 @@ pub fn bursts_csv(timings: &[BurstTiming]) -> String {
                 .unwrap_or_default(),
             cell(timing.acked.zip(handed)),
             cell(timing.early.zip(timing.acked)),
+            cell(timing.slack.zip(timing.acked)),
+            cell(timing.slack.zip(timing.early)),
             cell(timing.shipped_early.zip(timing.acked)),
             cell(timing.final_seen.zip(timing.window_end)),
             timing.delivery_error.as_deref().unwrap_or_default(),
@@ -443,6 +594,51 @@ mod tests {
         let later = earlier + Duration::from_millis(250);
         assert_eq!(millis_between(later, earlier), 250.0);
         assert_eq!(millis_between(earlier, later), -250.0);
+    }
+
+    fn timing(start: Instant, early_ms: u64, slack_ms: Option<u64>) -> BurstTiming {
+        BurstTiming {
+            client: "203.0.113.1".to_string(),
+            sent: None,
+            window_end: None,
+            acked: Some(start),
+            delivery_error: None,
+            early: Some(start + Duration::from_millis(early_ms)),
+            shipped_early: None,
+            final_seen: None,
+            slack: slack_ms.map(|ms| start + Duration::from_millis(ms)),
+        }
+    }
+
+    #[test]
+    fn comparison_shows_ratio_and_promise() {
+        let start = Instant::now();
+        let timings = vec![
+            timing(start, 100, Some(200)),
+            timing(start, 200, Some(1_500)),
+            timing(start, 300, None),
+        ];
+        let text = comparison(&timings);
+        assert!(text.contains("over the 2 of 3 bursts"), "{text}");
+        assert!(text.contains("| p50 | 100.0 | 200.0 | 2.00 |"), "{text}");
+        assert!(text.contains("| max | 200.0 | 1500.0 | 7.50 |"), "{text}");
+        assert!(
+            text.contains("1 of 3 bursts reached Slack within 1 s of the ack."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn comparison_without_slack() {
+        let start = Instant::now();
+        let text = comparison(&[timing(start, 100, None)]);
+        assert!(text.contains("No burst has both figures."), "{text}");
+    }
+
+    #[test]
+    fn ratio_of_zero_denominator() {
+        assert_eq!(format_ratio(3.0, 2.0), "1.50");
+        assert_eq!(format_ratio(3.0, 0.0), "-");
     }
 
     #[test]
