@@ -279,10 +279,9 @@ impl Report<'_> {
              (feedloop's default is 1s). Its `api_url` is `SlackMock` from `feedloop-testkit`, \
              a Slack Web API server on 127.0.0.1 in the benchmark's process, because no real \
              Slack can be reached from this machine. The delivery state store is in the run's \
-             folder and starts empty. Requests the mock received: {} opening \
-             `chat.postMessage` ({} of them for a finding that had one already), {} thread \
-             replies, {} `chat.update`, and {} others, such as the `auth.test` that feedloop \
-             sends at start",
+             folder and starts empty. Requests the mock received: opening \
+             `chat.postMessage` {} (for a finding that had one already: {}), thread replies \
+             {}, `chat.update` {}, other {} (feedloop sends one `auth.test` at start)",
             args.slack_min_interval_ms,
             slack.opened,
             slack.repeated,
