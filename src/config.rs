@@ -96,6 +96,14 @@ impl DeliveryConfig {
 
     /// Returns the checked routing tree.
     pub fn router(&self) -> anyhow::Result<Router> {
+        if self.retry.max_attempts == 0 {
+            anyhow::bail!("invalid delivery.retry.max_attempts 0: use at least 1");
+        }
+        if self.routes.is_empty() && !self.receivers.is_empty() {
+            tracing::warn!(
+                "delivery has receivers but no routes, so no change reaches them; add `routes`"
+            );
+        }
         let names: Vec<String> = self.receivers.keys().cloned().collect();
         Router::new(&self.routes, &names)
             .map_err(|err| anyhow::anyhow!("invalid delivery routes: {err}"))

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use feedloop_connectors::delivery::engine::EngineSettings;
+use feedloop_connectors::delivery::render::clean;
 use feedloop_connectors::delivery::route::{target_of, CatalogEntry};
 use feedloop_connectors::delivery::store::{Store, DATABASE_FILE};
 use feedloop_pipeline::Finding;
@@ -24,11 +25,7 @@ pub fn settings(config: &DeliveryConfig, stop: Arc<AtomicBool>) -> anyhow::Resul
     let catalog = config.catalog()?;
     let mut receivers = Vec::new();
     for (name, receiver) in &config.receivers {
-        receivers.push(
-            receiver
-                .build(name, &catalog)
-                .map_err(|err| anyhow::anyhow!("receiver `{name}`: {err}"))?,
-        );
+        receivers.push(receiver.build(name, &catalog).map_err(anyhow::Error::msg)?);
     }
     Ok(EngineSettings {
         state_dir: config.state_dir.clone(),
@@ -55,11 +52,11 @@ pub fn explain_routes(config: &Config, finding_path: &Path) -> anyhow::Result<St
     let (destinations, lines) = router.explain(&finding, &target);
 
     let mut out = String::new();
-    let service = finding.service.as_deref().unwrap_or("(none)");
+    let service = clean(finding.service.as_deref().unwrap_or("(none)"));
     writeln!(
         out,
         "finding {} ({}, {}, service {service})",
-        finding.rule_id,
+        clean(&finding.rule_id),
         finding.severity,
         stage_list(&finding)
     )?;
@@ -67,7 +64,7 @@ pub fn explain_routes(config: &Config, finding_path: &Path) -> anyhow::Result<St
         writeln!(
             out,
             "service {} is not in the catalog; receivers use their own defaults",
-            target.service
+            clean(&target.service)
         )?;
     }
     if let Some(entry) = catalog.get(&target.service) {
@@ -79,7 +76,7 @@ pub fn explain_routes(config: &Config, finding_path: &Path) -> anyhow::Result<St
         )?;
     }
     for line in lines {
-        writeln!(out, "  {line}")?;
+        writeln!(out, "  {}", clean(&line))?;
     }
     if destinations.is_empty() {
         writeln!(out, "reaches no receiver: no route matched")?;
@@ -88,7 +85,8 @@ pub fn explain_routes(config: &Config, finding_path: &Path) -> anyhow::Result<St
             .iter()
             .flat_map(|d| d.receivers.iter().map(String::as_str))
             .collect();
-        names.dedup();
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|name| seen.insert(*name));
         writeln!(out, "reaches: {}", names.join(", "))?;
         for destination in &destinations {
             if !destination.grouping.by.is_empty() {
@@ -132,22 +130,43 @@ fn stage_list(finding: &Finding) -> String {
 
 fn read_finding(path: &Path) -> anyhow::Result<Finding> {
     let mut text = String::new();
-    if path.as_os_str() == "-" {
+    let name = if path.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text)?;
+        "from stdin".to_string()
     } else {
         text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read finding {}", path.display()))?;
-    }
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        path.display().to_string()
+    };
     // A whole file may be one pretty-printed finding; a JSON Lines file gives its first line.
-    serde_json::from_str(&text)
-        .or_else(|_| serde_json::from_str(first))
-        .with_context(|| {
-            format!(
-                "invalid finding {}: expected one finding as JSON, as `feedloop scan --format jsonl` writes",
-                path.display()
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(value) => value,
+        Err(whole) => serde_json::from_str(first).map_err(|_| {
+            anyhow::anyhow!(
+                "invalid finding {name}: {whole}; expected one finding as JSON, as `feedloop scan --format jsonl` writes"
             )
-        })
+        })?,
+    };
+    let serde_json::Value::Object(mut fields) = value else {
+        anyhow::bail!("invalid finding {name}: expected a JSON object, as `feedloop scan --format jsonl` writes");
+    };
+    // Routing reads only a few fields; the others get neutral values so a hand-written
+    // finding needs only what the routes match on.
+    let defaults = serde_json::json!({
+        "rule_id": "", "title": "", "fingerprint": "", "phase": "final", "kind": "threshold",
+        "severity": "info", "stages": [], "tags": [], "group": {},
+        "window": {"start": "", "end": ""}, "condition": "", "count": 0,
+        "first_seen": "", "last_seen": "", "evidence": []
+    });
+    if let serde_json::Value::Object(defaults) = defaults {
+        for (key, value) in defaults {
+            fields.entry(key).or_insert(value);
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(fields)).map_err(|err| {
+        anyhow::anyhow!("invalid finding {name}: {err}; check the field against docs/findings.md")
+    })
 }
 
 /// Returns the gate's report and whether any matching finding is open.
@@ -162,9 +181,32 @@ pub fn gate_text(
             state_dir.display()
         );
     }
-    let store = Store::open_read_only(state_dir)?;
-    let rows = store.open_rows(service, min_severity)?;
-    let scope = service.map_or("any service".to_string(), |s| format!("service {s}"));
+    let unreadable = |err: feedloop_connectors::delivery::store::StoreError| {
+        anyhow::anyhow!(
+            "failed to read the delivery state in {}: {err}; pass the `delivery.state_dir` of a feedloop run",
+            state_dir.display()
+        )
+    };
+    let store = Store::open_read_only(state_dir).map_err(unreadable)?;
+    let rows = store.open_rows(service, min_severity).map_err(unreadable)?;
+    if let Some(service) = service {
+        if !store.knows_service(service).map_err(unreadable)? {
+            let known = store.services().map_err(unreadable)?;
+            eprintln!(
+                "warning: no finding of service `{}` was ever recorded in {}; known services: {}",
+                clean(service),
+                state_dir.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    clean(&known.join(", "))
+                }
+            );
+        }
+    }
+    let scope = service.map_or("any service".to_string(), |s| {
+        format!("service {}", clean(s))
+    });
     let mut out = String::new();
     if rows.is_empty() {
         writeln!(
@@ -173,9 +215,14 @@ pub fn gate_text(
         )?;
         return Ok((out, false));
     }
+    let noun = if rows.len() == 1 {
+        "finding"
+    } else {
+        "findings"
+    };
     writeln!(
         out,
-        "gate failed: {} open findings of severity {min_severity} or higher for {scope}",
+        "gate failed: {} open {noun} of severity {min_severity} or higher for {scope}",
         rows.len()
     )?;
     for row in &rows {

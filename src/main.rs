@@ -231,8 +231,14 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDLOOP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The HTTP client's own debug and trace events print request headers, tokens included,
+    // so they stay at warn whatever FEEDLOOP_LOG asks for.
+    let quiet = ["ureq=warn", "ureq_proto=warn", "rustls=warn"];
+    let filter = quiet.iter().fold(
+        tracing_subscriber::EnvFilter::try_from_env("FEEDLOOP_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        |filter, directive| filter.add_directive(directive.parse().expect("a valid directive")),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

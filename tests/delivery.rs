@@ -53,7 +53,7 @@ fn gate_fails_while_a_high_finding_is_open_and_passes_once_it_resolves() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "gate failed: 1 open findings of severity high or higher for service shop"
+        "gate failed: 1 open finding of severity high or higher for service shop"
     );
     assert!(
         lines[1].starts_with("  high     login-abuse-distributed (")
@@ -164,7 +164,7 @@ fn the_example_routes_each_stage_to_its_receiver_without_credentials() {
     assert_eq!(
         stdout(&output),
         "finding login-abuse-distributed (high, stages operate, design, service shop)
-catalog entry for shop: owners shop-team; jira_project SHOP; github_repo example/shop-api; slack_channel #shop-ops; ci_target main
+catalog entry for shop: owners shop-team; jira_project SHOP; github_repo example/shop-api; slack_channel C07SHOPOPS1; ci_target main
   design: match: stage design is listed
     -> jira
   test-and-build: no match: stages [operate, design] not in [test, build]
@@ -219,7 +219,7 @@ fn routes_test_names_an_unknown_receiver_and_a_bad_finding() {
         "error: invalid delivery routes: routes[0]: unknown receiver `jria`; none are configured under delivery.receivers\n"
     );
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, "{\"rule_id\": 5}").unwrap();
+    std::fs::write(&bad, "{\"severity\": \"urgent\"}").unwrap();
     let good = config(&dir, &events, "");
     let output = common::feedloop(&[
         "routes",
@@ -232,10 +232,88 @@ fn routes_test_names_an_unknown_receiver_and_a_bad_finding() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.starts_with(&format!(
-            "error: invalid finding {}: expected one finding as JSON",
+            "error: invalid finding {}: unknown variant `urgent`",
             bad.display()
         )),
         "{stderr}"
+    );
+    // A hand-written finding needs only the fields the routes match on.
+    let minimal = dir.join("minimal.json");
+    std::fs::write(
+        &minimal,
+        "{\"stages\": [\"monitor\"], \"service\": \"shop\"}",
+    )
+    .unwrap();
+    let example = "examples/delivery/feedloop.yaml";
+    let output = common::feedloop(&[
+        "routes",
+        "test",
+        "--config",
+        example,
+        minimal.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout(&output).ends_with("reaches: alertmanager\n"),
+        "{}",
+        stdout(&output)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gate_hashes_clients_escapes_traffic_text_and_warns_on_unknown_services() {
+    let dir = common::temp_dir("gate-hostile");
+    let events = dir.join("events.jsonl");
+    let service = "pay\\u001b[31mRED\\nforged";
+    let lines: String = (0..10)
+        .map(|i| {
+            format!(
+                "{{\"time\":{},\"service\":\"{service}\",\"method\":\"GET\",\"path\":\"/api/orders\",\"status\":401,\"client\":\"10.0.0.9\"}}\n",
+                1_767_614_400_000i64 + 10_000 * i
+            )
+        })
+        .collect();
+    std::fs::write(&events, lines).unwrap();
+    let path = config(&dir, &events, "");
+    let run = common::feedloop(&["run", "--config", path.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let state = dir.join("state");
+    let gate = common::feedloop(&["gate", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(gate.status.code(), Some(1));
+    let text = stdout(&gate);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(
+        lines[1].contains(" pay\\u{1b}[31mRED\\u{a}forged [client=hash:"),
+        "{text}"
+    );
+    assert!(!text.contains("10.0.0.9"), "{text}");
+
+    let typo = common::feedloop(&[
+        "gate",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--service",
+        "pya",
+    ]);
+    assert_eq!(typo.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&typo.stderr),
+        format!(
+            "warning: no finding of service `pya` was ever recorded in {}; known services: pay\\u{{1b}}[31mRED\\u{{a}}forged\n",
+            state.display()
+        )
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -15,6 +15,7 @@ use feedloop_connectors::delivery::route::{Catalog, RouteConfig, Router};
 use feedloop_connectors::delivery::{
     DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering,
 };
+use feedloop_pipeline::lifecycle::{finding_change_id, resolve_change_id};
 use feedloop_pipeline::{Change, ChangeKind, Finding};
 use feedloop_rules::HumanDuration;
 
@@ -176,11 +177,17 @@ fn finding(fingerprint: &str, count: u64) -> Finding {
     .unwrap()
 }
 
+/// Returns a change with the id the lifecycle gives it.
 fn change(kind: ChangeKind, fingerprint: &str, count: u64) -> Change {
+    let finding = finding(fingerprint, count);
+    let change_id = match kind {
+        ChangeKind::Resolved => resolve_change_id(fingerprint, 1_000 + count as i64),
+        _ => finding_change_id(&finding),
+    };
     Change {
         kind,
-        change_id: format!("{fingerprint}-{}-{count}", kind.as_str()),
-        finding: finding(fingerprint, count),
+        change_id,
+        finding,
         resolve_at_ms: 1_000,
     }
 }
@@ -437,4 +444,124 @@ fn two_runs_cannot_share_a_state_folder() {
     );
     first.finish();
     setup.engine(EVERYTHING).finish();
+}
+
+#[test]
+fn a_live_run_keeps_retrying_past_the_attempt_limit() {
+    let setup = Setup::new("live-retry");
+    setup
+        .script
+        .lock()
+        .unwrap()
+        .failures
+        .extend((0..6).map(|_| DeliveryError::retry("HTTP 503")));
+    let mut engine = setup.engine(EVERYTHING);
+    engine.submit(&change(ChangeKind::Opened, "fp1", 3));
+    // Four attempts are allowed, but the input has not ended, so the worker goes on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.calls().len() < 7 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = engine.finish();
+    let r = &report.receivers[0];
+    assert_eq!((r.applied, r.retried, r.pending), (1, 6, 0));
+    assert_eq!(r.gave_up, None);
+}
+
+#[test]
+fn changes_waiting_in_a_group_survive_a_crash() {
+    let setup = Setup::new("group-crash");
+    let routes = "- receivers: [stand]\n  group_by: [rule_id]\n  group_wait: 1h";
+    let mut engine = setup.engine(routes);
+    engine.submit(&change(ChangeKind::Opened, "a", 3));
+    engine.submit(&change(ChangeKind::Opened, "b", 3));
+    // Dropped without finishing: the group's wait never ended in this process.
+    drop(engine);
+    assert!(setup.calls().is_empty());
+    let engine = setup.engine(routes);
+    engine.finish();
+    let calls = setup.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!((calls[0].kind, calls[0].findings), (ChangeKind::Opened, 2));
+}
+
+#[test]
+fn a_group_that_opens_and_resolves_within_its_wait_is_still_seen() {
+    let setup = Setup::new("group-flash");
+    let mut engine = setup.engine("- receivers: [stand]\n  group_by: [rule_id]\n  group_wait: 1h");
+    engine.submit(&change(ChangeKind::Opened, "a", 3));
+    engine.submit(&change(ChangeKind::Resolved, "a", 3));
+    engine.finish();
+    assert_eq!(
+        summary(&setup.calls()),
+        [
+            (ChangeKind::Opened, None),
+            (ChangeKind::Resolved, Some("OBJ-1:open".into())),
+        ]
+    );
+}
+
+#[test]
+fn a_replayed_group_sends_nothing_and_keeps_its_open_members() {
+    let setup = Setup::new("group-replay");
+    let routes = "- receivers: [stand]\n  group_by: [rule_id]\n  group_wait: 1h";
+    let changes = [
+        change(ChangeKind::Opened, "a", 3),
+        change(ChangeKind::Opened, "b", 3),
+    ];
+    let mut engine = setup.engine(routes);
+    for change in &changes {
+        engine.submit(change);
+    }
+    engine.finish();
+    let mut again = setup.engine(routes);
+    for change in &changes {
+        again.submit(change);
+    }
+    // b resolving leaves a open, so the group stays open.
+    again.submit(&change(ChangeKind::Resolved, "b", 3));
+    let report = again.finish();
+    let calls = setup.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.kind, c.findings))
+            .collect::<Vec<_>>(),
+        [(ChangeKind::Opened, 2), (ChangeKind::Updated, 1)]
+    );
+    assert_eq!(report.queued, 1);
+}
+
+#[test]
+fn an_open_finding_reaches_a_route_added_later() {
+    let setup = Setup::new("catch-up");
+    let mut engine = setup.engine("- match: {stages: [design]}\n  receivers: [stand]");
+    engine.submit(&change(ChangeKind::Opened, "fp1", 3));
+    let report = engine.finish();
+    assert_eq!(report.unrouted, 1);
+    assert!(setup.calls().is_empty());
+    let engine = setup.engine(EVERYTHING);
+    engine.finish();
+    assert_eq!(summary(&setup.calls()), [(ChangeKind::Opened, None)]);
+    // Once it has an object there, a later start sends nothing more.
+    setup.engine(EVERYTHING).finish();
+    assert_eq!(setup.calls().len(), 1);
+}
+
+#[test]
+fn an_unwritable_dead_letter_file_fails_the_start() {
+    let setup = Setup::new("dead-dir");
+    std::fs::create_dir_all(setup.dir.join("dead.jsonl")).unwrap();
+    let err = setup.try_engine(EVERYTHING).err().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "failed to open the delivery dead-letter file {}:",
+            setup.dir.join("dead.jsonl").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("set delivery.dead_letter to a writable file"),
+        "{err}"
+    );
 }

@@ -42,7 +42,7 @@ use feedloop_pipeline::Finding;
 use feedloop_rules::HumanDuration;
 
 use super::http::{self, HttpClient, Request};
-use super::render::{self, Redaction, Template, Treatment};
+use super::render::{self, Redaction, Template};
 use super::{ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering};
 use crate::sink::webhook::Secret;
 
@@ -236,7 +236,7 @@ impl AlertmanagerReceiver {
             Some(group) => group
                 .labels
                 .iter()
-                .map(|(name, value)| (name.clone(), self.redact_group_value(name, value)))
+                .map(|(name, value)| (name.clone(), value.clone()))
                 .collect(),
             None => notice
                 .finding()
@@ -250,22 +250,6 @@ impl AlertmanagerReceiver {
             labels.insert(name, value);
         }
         labels
-    }
-
-    /// Applies the redaction policy to a route group's value, which no finding holds.
-    fn redact_group_value(&self, name: &str, value: &str) -> String {
-        let treatment = match name {
-            "principal" => self.redaction.principals,
-            "client" => self.redaction.clients,
-            "query" => self.redaction.query,
-            "user_agent" => self.redaction.user_agents,
-            _ => Treatment::Keep,
-        };
-        match treatment {
-            Treatment::Keep => value.to_string(),
-            Treatment::Hash => render::hash_value(value),
-            Treatment::Drop => "(redacted)".to_string(),
-        }
     }
 
     /// Returns the `summary` and `description` annotations.
@@ -383,14 +367,7 @@ impl AlertmanagerReceiver {
 
     /// Returns a copy of the notice with the redaction policy applied to every finding.
     fn redacted(&self, notice: &Notice) -> Notice {
-        Notice {
-            findings: notice
-                .findings
-                .iter()
-                .map(|f| self.redaction.apply(f))
-                .collect(),
-            ..notice.clone()
-        }
+        self.redaction.apply_notice(notice)
     }
 }
 
@@ -872,7 +849,7 @@ mod tests {
         assert_eq!(config.timeout, HumanDuration(5_000));
         assert_eq!(config.open_for, HumanDuration(7_200_000));
         assert_eq!(config.body.as_deref(), Some("Owners: {{ owners }}"));
-        assert_eq!(config.redaction.clients, Treatment::Hash);
+        assert_eq!(config.redaction.clients, render::Treatment::Hash);
         assert_eq!(config.labels["team"], "payments");
         let basic = config.basic_auth.unwrap();
         assert_eq!(basic.username, "feedloop");
@@ -981,7 +958,7 @@ mod tests {
             }),
             ..notice()
         };
-        let labels = receiver.labels(&notice);
+        let labels = receiver.labels(&receiver.redacted(&notice));
         assert_eq!(labels["alertname"], "feedloop");
         assert_eq!(labels["severity"], "critical");
         assert_eq!(labels["stages"], "monitor,operate,test");

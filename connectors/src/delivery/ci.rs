@@ -28,8 +28,8 @@
 //! findings' current state instead of trusting `FEEDLOOP_CHANGE`, because triggers for
 //! different keys can arrive in any order.
 //!
-//! NOTE: the binary has no `feedloop gate` command yet, so the state check that a triggered
-//! pipeline runs is not part of this crate.
+//! That check is `feedloop gate`, which reads the state folder of the run that delivered the
+//! change; a pipeline that cannot read that folder has no current state to check.
 
 pub mod gitlab;
 pub mod jenkins;
@@ -171,9 +171,7 @@ pub(crate) fn parse_template(
 
 /// Returns a copy of the notice with the redaction policy applied to every finding.
 pub(crate) fn redacted(notice: &Notice, redaction: &Redaction) -> Notice {
-    let mut out = notice.clone();
-    out.findings = notice.findings.iter().map(|f| redaction.apply(f)).collect();
-    out
+    redaction.apply_notice(notice)
 }
 
 /// Renders the title of a redacted notice, cut to `max_chars`.

@@ -33,7 +33,7 @@ use feedloop_pipeline::{Change, ChangeKind, Finding, OpenFinding};
 use feedloop_rules::HumanDuration;
 
 use super::route::{label_value, target_of, Catalog, Destination, Grouping, Router};
-use super::store::{Outcome, Pending, Store};
+use super::store::{Outcome, Pending, Queued, Store};
 use super::{DeliveryError, Effect, GroupInfo, Notice, Progress, Receiver, Remote, Rendering};
 
 /// Retry settings of a receiver's worker.
@@ -140,21 +140,133 @@ pub struct EngineSettings {
 
 /// Changes of one group waiting to become a notice.
 struct Batch {
-    route: String,
     key: String,
     labels: BTreeMap<String, String>,
     receivers: Vec<String>,
     grouped: bool,
     /// Each member's latest state and whether it is open.
     members: BTreeMap<String, (Finding, bool)>,
-    /// Changes not yet sent.
-    change_ids: Vec<String>,
-    kinds: Vec<ChangeKind>,
+    /// Changes not yet sent, in arrival order.
+    waiting: Vec<Change>,
     due: Option<Instant>,
     /// Whether a notice went out, and whether the group was open in the last one.
     sent: bool,
     open_when_sent: bool,
+    wait: Duration,
     interval: Duration,
+}
+
+impl Batch {
+    fn new(destination: &Destination, key: String, labels: BTreeMap<String, String>) -> Batch {
+        Batch {
+            key,
+            labels,
+            receivers: destination.receivers.clone(),
+            grouped: !destination.grouping.by.is_empty(),
+            members: BTreeMap::new(),
+            waiting: Vec::new(),
+            due: None,
+            sent: false,
+            open_when_sent: false,
+            wait: Duration::from_millis(destination.grouping.wait_ms),
+            interval: Duration::from_millis(destination.grouping.interval_ms),
+        }
+    }
+
+    /// Adds a change and returns true when the batch is due at once.
+    fn add(&mut self, change: &Change, now: Instant) -> bool {
+        self.members.insert(
+            change.finding.fingerprint.clone(),
+            (change.finding.clone(), change.kind.leaves_open()),
+        );
+        self.waiting.push(change.clone());
+        let wait = if self.sent { self.interval } else { self.wait };
+        let due = *self.due.get_or_insert(now + wait);
+        due <= now
+    }
+
+    /// Turns the waiting changes into notices: usually one. A group that opened and resolved
+    /// within one wait, before any message, gets an opening and a resolving notice, so the
+    /// finding is still seen.
+    fn notices(&mut self, catalog: &Catalog) -> Vec<(Notice, Vec<String>)> {
+        self.due = None;
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        let open = self.members.values().any(|(_, open)| *open);
+        let ids = |changes: &[&Change]| -> Vec<String> {
+            changes.iter().map(|c| c.change_id.clone()).collect()
+        };
+        let mut out = Vec::new();
+        if !self.grouped && waiting.len() == 1 {
+            let change = &waiting[0];
+            out.push((
+                self.notice(change.kind, change.change_id.clone(), open, catalog),
+                Vec::new(),
+            ));
+        } else if !self.sent && !open {
+            let (opening, closing): (Vec<&Change>, Vec<&Change>) =
+                waiting.iter().partition(|c| c.kind.leaves_open());
+            if !opening.is_empty() {
+                let members = ids(&opening);
+                let notice = self.notice(ChangeKind::Opened, combined_id(&members), true, catalog);
+                out.push((notice, members));
+            }
+            let members = ids(&closing);
+            let notice = self.notice(ChangeKind::Resolved, combined_id(&members), false, catalog);
+            out.push((notice, members));
+        } else {
+            let kind = if !open {
+                ChangeKind::Resolved
+            } else if !self.sent {
+                ChangeKind::Opened
+            } else if !self.open_when_sent {
+                ChangeKind::Reopened
+            } else {
+                ChangeKind::Updated
+            };
+            let members = ids(&waiting.iter().collect::<Vec<_>>());
+            let change_id = match members.as_slice() {
+                [only] => only.clone(),
+                _ => combined_id(&members),
+            };
+            out.push((self.notice(kind, change_id, open, catalog), members));
+        }
+        self.sent = true;
+        self.open_when_sent = open;
+        out
+    }
+
+    /// Builds a notice of the group's members: the open ones while any is open, else all.
+    fn notice(&self, kind: ChangeKind, change_id: String, open: bool, catalog: &Catalog) -> Notice {
+        let mut findings: Vec<Finding> = self
+            .members
+            .values()
+            .filter(|(_, member_open)| *member_open || !open)
+            .map(|(finding, _)| finding.clone())
+            .collect();
+        if findings.is_empty() {
+            findings = self.members.values().map(|(f, _)| f.clone()).collect();
+        }
+        findings.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        let target = target_of(catalog, &findings[0]);
+        Notice {
+            key: self.key.clone(),
+            change_id,
+            kind,
+            group: self.grouped.then(|| GroupInfo {
+                labels: self.labels.clone(),
+                count: findings.len() as u64,
+            }),
+            findings,
+            target,
+        }
+    }
 }
 
 struct Worker {
@@ -177,17 +289,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the store, checks every receiver against its service and starts the workers.
+    /// Opens the store, checks every receiver against its service, starts the workers, and
+    /// picks up what the last run left: changes waiting in groups, open findings' group
+    /// membership, and open findings a receiver never got (after a route was added).
     pub fn start(settings: EngineSettings) -> Result<Engine, String> {
         let lock = lock_state_dir(&settings.state_dir)?;
         let store = Store::open(&settings.state_dir).map_err(|err| err.to_string())?;
-        let dead_letters = Arc::new(Mutex::new(DeadLetterFile::new(&settings.dead_letter_path)));
+        let dead_letters = DeadLetterFile::open(&settings.dead_letter_path)?;
+        let dead_letters = Arc::new(Mutex::new(dead_letters));
         let finishing = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         for mut receiver in settings.receivers {
-            receiver
-                .check()
-                .map_err(|err| format!("receiver `{}`: {err}", receiver.name()))?;
+            check_receiver(receiver.as_mut())?;
             let name = receiver.name().to_string();
             let (wake, woken) = mpsc::channel();
             let context = WorkerContext {
@@ -204,7 +317,7 @@ impl Engine {
                 .map_err(|err| format!("failed to start receiver `{name}`: {err}"))?;
             workers.push(Worker { name, wake, thread });
         }
-        Ok(Engine {
+        let mut engine = Engine {
             _lock: lock,
             store,
             router: settings.router,
@@ -213,7 +326,9 @@ impl Engine {
             workers,
             finishing,
             report: EngineReport::default(),
-        })
+        };
+        engine.resume();
+        Ok(engine)
     }
 
     /// Returns the findings open when the last run stopped.
@@ -228,36 +343,30 @@ impl Engine {
         let destinations = self.router.route(&change.finding, &target);
         if destinations.is_empty() {
             self.report.unrouted += 1;
-            self.record(Some(change), Vec::new());
-            return;
         }
         let now = Instant::now();
+        let mut waiting_in = Vec::new();
         let mut due = Vec::new();
-        let mut grouped = 0;
-        for destination in destinations {
-            let batch = self.batch_for(&destination, &change.finding);
-            if !batch.change_ids.is_empty() {
-                grouped += 1;
+        for destination in &destinations {
+            let id = self.batch_id(destination, &change.finding);
+            let batch = self
+                .batches
+                .get_mut(&id)
+                .expect("batch_id creates the batch");
+            if !batch.waiting.is_empty() {
+                self.report.grouped += 1;
             }
-            batch.members.insert(
-                change.finding.fingerprint.clone(),
-                (change.finding.clone(), change.kind.leaves_open()),
-            );
-            batch.change_ids.push(change.change_id.clone());
-            batch.kinds.push(change.kind);
-            let wait = if batch.sent {
-                batch.interval
-            } else {
-                Duration::from_millis(destination.grouping.wait_ms)
-            };
-            let at = *batch.due.get_or_insert(now + wait);
-            if at <= now {
-                due.push((batch.route.clone(), batch.key.clone()));
+            if batch.add(change, now) {
+                due.push(id.clone());
             }
+            waiting_in.push(id);
         }
-        self.report.grouped += grouped;
-        let notices = due.iter().flat_map(|id| self.flush(id)).collect::<Vec<_>>();
-        self.record(Some(change), notices);
+        if let Err(err) = self.store.record_change(change, &waiting_in) {
+            self.store_error(err);
+        }
+        for id in due {
+            self.release(&id);
+        }
     }
 
     /// Sends the groups whose wait is over; call it regularly.
@@ -269,11 +378,9 @@ impl Engine {
             .filter(|(_, b)| b.due.is_some_and(|d| d <= now))
             .map(|(id, _)| id.clone())
             .collect();
-        if due.is_empty() {
-            return;
+        for id in due {
+            self.release(&id);
         }
-        let notices = due.iter().flat_map(|id| self.flush(id)).collect();
-        self.record(None, notices);
     }
 
     /// Sends every waiting group, lets the workers empty the outbox, and returns the report.
@@ -284,8 +391,9 @@ impl Engine {
             .filter(|(_, b)| b.due.is_some())
             .map(|(id, _)| id.clone())
             .collect();
-        let notices = ids.iter().flat_map(|id| self.flush(id)).collect();
-        self.record(None, notices);
+        for id in ids {
+            self.release(&id);
+        }
         self.finishing.store(true, Ordering::SeqCst);
         for worker in self.workers {
             let _ = worker.wake.send(());
@@ -309,124 +417,172 @@ impl Engine {
         self.report
     }
 
-    fn batch_for(&mut self, destination: &Destination, finding: &Finding) -> &mut Batch {
+    /// Picks up what the last run left behind; see [`Engine::start`].
+    fn resume(&mut self) {
+        let open = self.store.open_findings().unwrap_or_default();
+        for finding in &open {
+            self.rejoin_groups(&finding.finding);
+        }
+        match self.store.waiting() {
+            Ok(waiting) => {
+                for item in waiting {
+                    self.wait_again(&item.change, item.id);
+                }
+            }
+            Err(err) => self.store_error(err),
+        }
+        for finding in &open {
+            self.catch_up(&finding.finding);
+        }
+    }
+
+    /// Makes an open finding a member of its groups again; a group with an open object at one
+    /// of its receivers counts as sent.
+    fn rejoin_groups(&mut self, finding: &Finding) {
+        let target = target_of(&self.catalog, finding);
+        for destination in self.router.route(finding, &target) {
+            if destination.grouping.by.is_empty() {
+                continue;
+            }
+            let id = self.batch_id(&destination, finding);
+            let delivered = destination.receivers.iter().any(|receiver| {
+                matches!(self.store.remote(receiver, &id.1), Ok(Some(remote)) if remote.open)
+            });
+            let batch = self
+                .batches
+                .get_mut(&id)
+                .expect("batch_id creates the batch");
+            batch
+                .members
+                .insert(finding.fingerprint.clone(), (finding.clone(), true));
+            batch.sent |= delivered;
+            batch.open_when_sent |= delivered;
+        }
+    }
+
+    /// Puts a change that waited in a group when the last run stopped back into its groups.
+    fn wait_again(&mut self, change: &Change, stored_id: i64) {
+        let target = target_of(&self.catalog, &change.finding);
+        let now = Instant::now();
+        let mut waiting_in = Vec::new();
+        for destination in self.router.route(&change.finding, &target) {
+            let id = self.batch_id(&destination, &change.finding);
+            let batch = self
+                .batches
+                .get_mut(&id)
+                .expect("batch_id creates the batch");
+            batch.add(change, now);
+            waiting_in.push(id);
+        }
+        if let Err(err) = self.store.wait_again(change, &waiting_in, stored_id) {
+            self.store_error(err);
+        }
+    }
+
+    /// Queues an open finding for each receiver of its ungrouped routes that has no object
+    /// for it, such as a receiver whose route was added since the finding opened.
+    fn catch_up(&mut self, finding: &Finding) {
+        let target = target_of(&self.catalog, finding);
+        let change_id = feedloop_pipeline::lifecycle::finding_change_id(finding);
+        let mut queued = Vec::new();
+        for destination in self.router.route(finding, &target) {
+            if !destination.grouping.by.is_empty() {
+                continue;
+            }
+            for receiver in &destination.receivers {
+                match self.store.remote(receiver, &finding.fingerprint) {
+                    Ok(None) => queued.push(Queued {
+                        receiver: receiver.clone(),
+                        notice: Notice {
+                            key: finding.fingerprint.clone(),
+                            change_id: change_id.clone(),
+                            kind: ChangeKind::Opened,
+                            findings: vec![finding.clone()],
+                            group: None,
+                            target: target.clone(),
+                        },
+                        members: Vec::new(),
+                    }),
+                    Ok(Some(_)) => {}
+                    Err(err) => self.store_error(err),
+                }
+            }
+        }
+        self.queue(None, queued);
+    }
+
+    /// Returns the id of the batch a destination puts a finding in, creating the batch.
+    fn batch_id(&mut self, destination: &Destination, finding: &Finding) -> (String, String) {
         let grouping: &Grouping = &destination.grouping;
-        let grouped = !grouping.by.is_empty();
         let labels: BTreeMap<String, String> = grouping
             .by
             .iter()
             .map(|label| (label.clone(), label_value(label, finding)))
             .collect();
-        let key = if grouped {
-            group_key(&destination.route, &labels)
-        } else {
+        let key = if grouping.by.is_empty() {
             finding.fingerprint.clone()
+        } else {
+            group_key(&destination.route, &labels)
         };
+        let id = (destination.route.clone(), key.clone());
         self.batches
-            .entry((destination.route.clone(), key.clone()))
-            .or_insert_with(|| Batch {
-                route: destination.route.clone(),
-                key,
-                labels,
-                receivers: destination.receivers.clone(),
-                grouped,
-                members: BTreeMap::new(),
-                change_ids: Vec::new(),
-                kinds: Vec::new(),
-                due: None,
-                sent: false,
-                open_when_sent: false,
-                interval: Duration::from_millis(grouping.interval_ms),
-            })
+            .entry(id.clone())
+            .or_insert_with(|| Batch::new(destination, key, labels));
+        id
     }
 
-    /// Turns a batch's waiting changes into one notice per receiver.
-    fn flush(&mut self, id: &(String, String)) -> Vec<(String, Notice)> {
+    /// Ends a batch's wait: its notices go to the outbox of each of its receivers.
+    fn release(&mut self, id: &(String, String)) {
         let Some(batch) = self.batches.get_mut(id) else {
-            return Vec::new();
+            return;
         };
-        batch.due = None;
-        if batch.change_ids.is_empty() {
-            return Vec::new();
-        }
-        let open = batch.members.values().any(|(_, open)| *open);
-        // The receivers decide between create and update from the state store; the kind says
-        // what the group as a whole did since its last message.
-        let kind = if !batch.grouped && batch.kinds.len() == 1 {
-            batch.kinds[0]
-        } else if !open {
-            ChangeKind::Resolved
-        } else if !batch.sent {
-            ChangeKind::Opened
-        } else if !batch.open_when_sent {
-            ChangeKind::Reopened
-        } else {
-            ChangeKind::Updated
-        };
-        let change_id = if batch.change_ids.len() == 1 {
-            batch.change_ids[0].clone()
-        } else {
-            combined_id(&batch.change_ids)
-        };
-        batch.change_ids.clear();
-        batch.kinds.clear();
-        batch.sent = true;
-        batch.open_when_sent = open;
-        let mut findings: Vec<Finding> = batch
-            .members
-            .values()
-            .filter(|(_, member_open)| *member_open || !open)
-            .map(|(finding, _)| finding.clone())
+        let notices = batch.notices(&self.catalog);
+        let receivers = batch.receivers.clone();
+        let queued = notices
+            .into_iter()
+            .flat_map(|(notice, members)| {
+                receivers.iter().map(move |receiver| Queued {
+                    receiver: receiver.clone(),
+                    notice: notice.clone(),
+                    members: members.clone(),
+                })
+            })
             .collect();
-        findings.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        let target = target_of(&self.catalog, &findings[0]);
-        let notice = Notice {
-            key: batch.key.clone(),
-            change_id,
-            kind,
-            group: batch.grouped.then(|| GroupInfo {
-                labels: batch.labels.clone(),
-                count: findings.len() as u64,
-            }),
-            findings,
-            target,
-        };
-        batch
-            .receivers
-            .iter()
-            .map(|receiver| (receiver.clone(), notice.clone()))
-            .collect()
+        self.queue(Some((&id.0, &id.1)), queued);
     }
 
-    fn record(&mut self, change: Option<&Change>, notices: Vec<(String, Notice)>) {
-        if change.is_none() && notices.is_empty() {
+    fn queue(&mut self, group: Option<(&str, &str)>, queued: Vec<Queued>) {
+        if group.is_none() && queued.is_empty() {
             return;
         }
-        match self.store.record(change, &notices) {
-            Ok(queued) => {
-                self.report.queued += queued as u64;
-                self.report.replayed += (notices.len() - queued) as u64;
+        match self.store.release(group, &queued) {
+            Ok(count) => {
+                self.report.queued += count as u64;
+                self.report.replayed += (queued.len() - count) as u64;
             }
-            Err(err) => {
-                tracing::error!(error = %err, "failed to record a change in the delivery state store");
-                let message = err.to_string();
-                if !self.report.store_errors.contains(&message) {
-                    self.report.store_errors.push(message);
-                }
-            }
+            Err(err) => self.store_error(err),
         }
-        if !notices.is_empty() {
-            for worker in &self.workers {
-                if notices.iter().any(|(name, _)| *name == worker.name) {
-                    let _ = worker.wake.send(());
-                }
+        for worker in &self.workers {
+            if queued.iter().any(|item| item.receiver == worker.name) {
+                let _ = worker.wake.send(());
             }
         }
     }
+
+    fn store_error(&mut self, err: super::store::StoreError) {
+        tracing::error!(error = %err, "failed to write to the delivery state store");
+        let message = err.to_string();
+        if !self.report.store_errors.contains(&message) {
+            self.report.store_errors.push(message);
+        }
+    }
+}
+
+/// Runs a receiver's start-up check. Receivers let a check pass with a warning when their
+/// service could not answer (refused, timed out, 5xx), because delivery retries; a check the
+/// service answered with a rejection stops the run. Messages already name the receiver.
+fn check_receiver(receiver: &mut dyn Receiver) -> Result<(), String> {
+    receiver.check()
 }
 
 /// Takes the state folder's lock, so only one run at a time delivers from its outbox.
@@ -492,34 +648,37 @@ fn combined_id(ids: &[String]) -> String {
 /// The append-only file of rejected notices.
 struct DeadLetterFile {
     path: PathBuf,
-    file: Option<File>,
+    file: File,
 }
 
 impl DeadLetterFile {
-    fn new(path: &Path) -> DeadLetterFile {
-        DeadLetterFile {
-            path: path.to_path_buf(),
-            file: None,
+    /// Opens the file for appending at start, so an unusable path fails before any input.
+    fn open(path: &Path) -> Result<DeadLetterFile, String> {
+        let fail = |err: std::io::Error| {
+            format!(
+                "failed to open the delivery dead-letter file {}: {err}; set delivery.dead_letter to a writable file",
+                path.display()
+            )
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
         }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(fail)?;
+        Ok(DeadLetterFile {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     fn write(&mut self, value: &serde_json::Value) -> std::io::Result<()> {
-        if self.file.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            self.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
-        }
-        let file = self.file.as_mut().expect("opened above");
         let mut line = serde_json::to_vec(value).expect("a JSON value always serializes");
         line.push(b'\n');
-        file.write_all(&line)?;
-        file.sync_data()
+        self.file.write_all(&line)?;
+        self.file.sync_data()
     }
 }
 
@@ -591,6 +750,9 @@ impl WorkerContext {
                 }
             }
             for item in pending {
+                if self.stop.load(Ordering::SeqCst) {
+                    return report;
+                }
                 match self.deliver(receiver.as_mut(), &item, &mut report) {
                     Ok(()) => {}
                     Err(Halt::Stopped) => return report,
@@ -624,9 +786,15 @@ impl WorkerContext {
                     self.store
                         .complete(&self.name, item, outcome, remote)
                         .map_err(|err| Halt::GaveUp(err.to_string()))?;
-                    match outcome {
-                        Outcome::Applied => report.applied += 1,
-                        _ => report.skipped += 1,
+                    match &effect {
+                        Effect::Applied(remote) => {
+                            tracing::info!(receiver = %self.name, key = %item.notice.key, change = %item.notice.kind, remote = %remote.id, "applied a change");
+                            report.applied += 1;
+                        }
+                        Effect::Skipped(reason) => {
+                            tracing::info!(receiver = %self.name, key = %item.notice.key, change = %item.notice.kind, reason = %reason, "nothing to apply for a change");
+                            report.skipped += 1;
+                        }
                     }
                     return Ok(());
                 }
@@ -643,7 +811,7 @@ impl WorkerContext {
                     response,
                     ..
                 } => {
-                    self.dead_letter(item, &reason, status, &response);
+                    self.dead_letter(item, &reason, status, &response)?;
                     self.store
                         .complete(&self.name, item, Outcome::DeadLettered, None)
                         .map_err(|err| Halt::GaveUp(err.to_string()))?;
@@ -652,11 +820,14 @@ impl WorkerContext {
                 }
                 DeliveryError::Retry { reason, after } => {
                     attempt += 1;
-                    if attempt >= self.retry.max_attempts {
+                    // A live run keeps trying at the longest backoff, so an outage only delays
+                    // delivery; once the input has ended, the notice waits for the next start.
+                    if attempt >= self.retry.max_attempts && self.finishing.load(Ordering::SeqCst) {
                         return Err(Halt::GaveUp(format!("{reason} (after {attempt} attempts)")));
                     }
                     report.retried += 1;
-                    let wait = backoff(&self.retry, attempt).max(after.unwrap_or_default());
+                    let wait = backoff(&self.retry, attempt.min(self.retry.max_attempts))
+                        .max(after.unwrap_or_default());
                     tracing::warn!(receiver = %self.name, attempt, wait_ms = wait.as_millis() as u64, error = %reason, "delivery failed; retrying");
                     self.sleep(wait)?;
                 }
@@ -724,8 +895,16 @@ impl WorkerContext {
         result
     }
 
-    fn dead_letter(&self, item: &Pending, reason: &str, status: Option<u16>, response: &str) {
-        tracing::error!(receiver = %self.name, key = %item.notice.key, error = %reason, "receiver rejected a notice; written to the dead-letter file");
+    /// Appends a rejected notice to the dead-letter file; when that fails, the notice stays in
+    /// the outbox and the worker stops, so nothing is dropped.
+    fn dead_letter(
+        &self,
+        item: &Pending,
+        reason: &str,
+        status: Option<u16>,
+        response: &str,
+    ) -> Result<(), Halt> {
+        tracing::error!(receiver = %self.name, key = %item.notice.key, error = %reason, "receiver rejected a notice; writing it to the dead-letter file");
         let value = serde_json::json!({
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "reason": "delivery",
@@ -736,9 +915,12 @@ impl WorkerContext {
             "notice": item.notice,
         });
         let mut file = self.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(err) = file.write(&value) {
-            tracing::error!(path = %file.path.display(), error = %err, "failed to write a delivery dead letter");
-        }
+        file.write(&value).map_err(|err| {
+            Halt::GaveUp(format!(
+                "failed to write a dead letter to {}: {err}",
+                file.path.display()
+            ))
+        })
     }
 
     /// Sleeps in short slices so a stop request is seen quickly.

@@ -204,6 +204,8 @@ pub struct GithubReceiver {
     min_write_interval: Duration,
     last_write: Option<Instant>,
     commit_status: Option<CommitStatusConfig>,
+    /// Services already warned about for having no commit ref.
+    warned_without_ref: std::collections::BTreeSet<String>,
     dispatch_event_type: Option<String>,
 }
 
@@ -262,6 +264,7 @@ impl GithubReceiver {
             min_write_interval: Duration::from_millis(config.min_write_interval.as_millis()),
             last_write: None,
             commit_status: config.commit_status.clone(),
+            warned_without_ref: Default::default(),
             dispatch_event_type: config.dispatch_event_type.clone(),
         })
     }
@@ -321,10 +324,14 @@ impl Receiver for GithubReceiver {
         let name = self.name.clone();
         let context = |err: String| format!("github receiver `{name}`: {err}");
         let request = Request::new("GET", format!("{}/repos/{repo}", self.api_url));
-        let info = self
-            .send(&repo, request)
-            .and_then(|reply| reply.json())
-            .map_err(|err| context(err.to_string()))?;
+        let info = match self.send(&repo, request).and_then(|reply| reply.json()) {
+            Ok(info) => info,
+            Err(err @ DeliveryError::Retry { .. }) => {
+                tracing::warn!(receiver = %name, error = %err, "could not check the repository at start; delivery retries until GitHub answers");
+                return Ok(());
+            }
+            Err(err) => return Err(context(err.to_string())),
+        };
         if info["has_issues"] == Value::Bool(false) {
             return Err(context(format!(
                 "issues are disabled in {repo}; enable them in the repository's settings"
@@ -362,7 +369,7 @@ impl Receiver for GithubReceiver {
             _ => {}
         }
         let repo = self.repo_for(notice, remote)?;
-        let status_ref = self.status_ref_for(notice)?;
+        let status_ref = self.status_ref_for(notice);
         let notice = self.redacted(notice);
         let remote = match remote {
             None => self.create(&repo, &notice, rendering, progress)?,
@@ -418,34 +425,29 @@ impl GithubReceiver {
     }
 
     /// Returns the ref to set a commit status on, or `None` when statuses are off.
-    fn status_ref_for(&self, notice: &Notice) -> Result<Option<String>, DeliveryError> {
-        let Some(settings) = &self.commit_status else {
-            return Ok(None);
-        };
+    /// Returns the ref to set the commit status on. A service with no ref still gets its
+    /// issue; its status is left out, with one warning per service.
+    fn status_ref_for(&mut self, notice: &Notice) -> Option<String> {
+        let settings = self.commit_status.as_ref()?;
         let chosen = notice
             .target
             .ci_target
             .clone()
             .or_else(|| settings.status_ref.clone());
         match chosen {
-            Some(reference) if !reference.trim().is_empty() => Ok(Some(reference)),
-            _ => Err(DeliveryError::reject(format!(
-                "no commit ref for the commit status of service `{}`: set `ci_target` for it in \
-                 the service catalog, or `commit_status.status_ref` in the github receiver `{}`",
-                service_name(notice).unwrap_or("(none)"),
-                self.name
-            ))),
+            Some(reference) if !reference.trim().is_empty() => Some(reference),
+            _ => {
+                let service = service_name(notice).unwrap_or("(none)").to_string();
+                if self.warned_without_ref.insert(service.clone()) {
+                    tracing::warn!(receiver = %self.name, service = %service.escape_debug(), "no commit ref for this service's commit status, so only its issue is kept; set `ci_target` in the service catalog or `commit_status.status_ref`");
+                }
+                None
+            }
         }
     }
 
     fn redacted(&self, notice: &Notice) -> Notice {
-        let mut redacted = notice.clone();
-        redacted.findings = notice
-            .findings
-            .iter()
-            .map(|finding| self.redaction.apply(finding))
-            .collect();
-        redacted
+        self.redaction.apply_notice(notice)
     }
 
     /// Creates the issue and reports it through `progress` before anything else is sent.

@@ -422,13 +422,7 @@ impl JiraReceiver {
     /// Returns the notice with the redaction policy applied to every finding, so templates,
     /// facts and evidence all see redacted values.
     fn redacted(&self, notice: &Notice) -> Notice {
-        let mut out = notice.clone();
-        out.findings = notice
-            .findings
-            .iter()
-            .map(|finding| self.redaction.apply(finding))
-            .collect();
-        out
+        self.redaction.apply_notice(notice)
     }
 
     fn summary(&self, notice: &Notice, progress: &mut dyn Progress) -> String {

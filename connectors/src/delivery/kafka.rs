@@ -240,15 +240,7 @@ impl KafkaReceiver {
         rendering: Rendering,
         progress: &mut dyn Progress,
     ) -> Value {
-        let redacted: Vec<_> = notice
-            .findings
-            .iter()
-            .map(|f| self.redaction.apply(f))
-            .collect();
-        let notice = Notice {
-            findings: redacted,
-            ..notice.clone()
-        };
+        let notice = self.redaction.apply_notice(notice);
         let mut value = json!({
             "change": notice.kind.as_str(),
             "change_id": notice.change_id,

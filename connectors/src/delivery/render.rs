@@ -101,7 +101,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Field(field) => out.push_str(&field_value(notice, field)?),
+                Part::Field(field) => out.push_str(&clean(&field_value(notice, field)?)),
             }
         }
         Ok(out)
@@ -144,7 +144,12 @@ fn field_value(notice: &Notice, field: &str) -> Result<String, String> {
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                format!("{} findings with {}", group.count, labels.join(", "))
+                let noun = if group.count == 1 {
+                    "finding"
+                } else {
+                    "findings"
+                };
+                format!("{} {noun} with {}", group.count, labels.join(", "))
             }
             None => group_text(finding),
         },
@@ -180,6 +185,28 @@ fn field_value(notice: &Notice, field: &str) -> Result<String, String> {
         }
     };
     Ok(value)
+}
+
+/// Returns the text with control characters and bidirectional overrides written as `\u{..}`
+/// escapes. Values from traffic (paths, user agents, service names) pass through here before
+/// they reach a title, a message or a terminal, so they cannot forge lines or reorder text.
+pub fn clean(text: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Returns a finding's group as `field=value, ...`, or `all` for a rule without `group_by`.
@@ -264,17 +291,35 @@ impl Redaction {
         }
     }
 
+    /// Returns a copy of the notice with the policy applied to every finding and to a group's
+    /// labels, so templates, facts and evidence all see redacted values.
+    pub fn apply_notice(&self, notice: &Notice) -> Notice {
+        let mut out = notice.clone();
+        out.findings = notice.findings.iter().map(|f| self.apply(f)).collect();
+        if let Some(group) = &mut out.group {
+            for (label, value) in group.labels.iter_mut() {
+                let treatment = self.treatment(label.strip_prefix("group.").unwrap_or(label));
+                *value = treat(treatment, value).unwrap_or_else(|| "(redacted)".to_string());
+            }
+        }
+        out
+    }
+
+    fn treatment(&self, field: &str) -> Treatment {
+        match field {
+            "principal" => self.principals,
+            "client" => self.clients,
+            "query" => self.query,
+            "user_agent" => self.user_agents,
+            _ => Treatment::Keep,
+        }
+    }
+
     /// Returns a copy of the finding with the policy applied to its group and evidence.
     pub fn apply(&self, finding: &Finding) -> Finding {
         let mut out = finding.clone();
         for (name, value) in out.group.iter_mut() {
-            let treatment = match name.as_str() {
-                "principal" => self.principals,
-                "client" => self.clients,
-                "query" => self.query,
-                "user_agent" => self.user_agents,
-                _ => Treatment::Keep,
-            };
+            let treatment = self.treatment(name);
             if let serde_json::Value::String(text) = value {
                 *value = match treat(treatment, text) {
                     Some(text) => serde_json::Value::String(text),
@@ -339,9 +384,9 @@ pub fn facts(notice: &Notice, finding: &Finding) -> Vec<(&'static str, String)> 
         ),
     ];
     if let Some(service) = &finding.service {
-        facts.push(("Service", service.clone()));
+        facts.push(("Service", clean(service)));
     }
-    facts.push(("Group", group_text(finding)));
+    facts.push(("Group", clean(&group_text(finding))));
     facts.push((
         "Window",
         format!("{} to {}", finding.window.start, finding.window.end),
@@ -389,11 +434,11 @@ pub fn evidence_rows(finding: &Finding) -> Vec<[String; 6]> {
                 .unwrap_or_default();
             [
                 e.time.clone(),
-                e.client.clone(),
-                request,
+                clean(&e.client),
+                clean(&request),
                 e.status.map(|s| s.to_string()).unwrap_or_default(),
-                e.principal.clone().unwrap_or_default(),
-                matched,
+                clean(e.principal.as_deref().unwrap_or_default()),
+                clean(&matched),
             ]
         })
         .collect()
@@ -412,8 +457,13 @@ pub fn markdown(notice: &Notice, finding: &Finding, intro: Option<&str>) -> Stri
         out.push_str("\n\n");
     }
     for (label, value) in facts(notice, finding) {
-        writeln!(out, "- **{label}:** {}", markdown_escape(&value))
-            .expect("writing to a String cannot fail");
+        // Values taken from traffic go in code spans, where GitHub renders no mention, link
+        // or image.
+        let value = match label {
+            "Group" | "Service" => markdown_cell(&value),
+            _ => markdown_escape(&value),
+        };
+        writeln!(out, "- **{label}:** {value}").expect("writing to a String cannot fail");
     }
     let rows = evidence_rows(finding);
     if !rows.is_empty() {
@@ -432,11 +482,18 @@ pub fn markdown(notice: &Notice, finding: &Finding, intro: Option<&str>) -> Stri
 }
 
 fn markdown_escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('*', "\\*")
-        .replace('_', "\\_")
-        .replace('<', "&lt;")
-        .replace('`', "\\`")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '\\' | '*' | '_' | '`' | '[' | ']' | '!' | '|' | '#' | '@' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn markdown_cell(text: &str) -> String {
@@ -581,6 +638,52 @@ mod tests {
         assert_eq!(event.user_agent.as_deref(), Some("curl/8"));
         let kept = Redaction::default().apply(&finding());
         assert_eq!(kept, finding());
+    }
+
+    #[test]
+    fn group_labels_are_redacted_with_the_findings() {
+        let mut grouped = notice();
+        grouped.group = Some(crate::delivery::GroupInfo {
+            labels: [
+                ("group.client".to_string(), "203.0.113.9".to_string()),
+                ("rule_id".to_string(), "login-bruteforce".to_string()),
+            ]
+            .into(),
+            count: 2,
+        });
+        let redacted = Redaction::public().apply_notice(&grouped);
+        let labels = &redacted.group.unwrap().labels;
+        assert_eq!(labels["group.client"], hash_value("203.0.113.9"));
+        assert_eq!(labels["rule_id"], "login-bruteforce");
+        assert_eq!(
+            redacted.findings[0].group["client"],
+            hash_value("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn clean_escapes_control_and_bidi_characters() {
+        assert_eq!(clean("plain /login"), "plain /login");
+        assert_eq!(
+            clean("a\nb\u{1b}[31m\u{202e}c"),
+            "a\\u{a}b\\u{1b}[31m\\u{202e}c"
+        );
+    }
+
+    #[test]
+    fn markdown_keeps_traffic_values_in_code_spans() {
+        let mut hostile = finding();
+        hostile.group.insert(
+            "route".into(),
+            serde_json::Value::String("/x @org/team ![i](https://e.test/p.png) `a`".into()),
+        );
+        let mut notice = notice();
+        notice.findings = vec![hostile.clone()];
+        let body = markdown(&notice, &hostile, None);
+        assert!(
+            body.contains("- **Group:** `client=203.0.113.9, principal=alice, route=/x @org/team ![i](https://e.test/p.png) 'a'`\n"),
+            "{body}"
+        );
     }
 
     #[test]

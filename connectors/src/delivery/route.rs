@@ -247,11 +247,14 @@ impl Router {
             grouping: Grouping::default(),
             routes: Vec::new(),
         };
-        let routes = configs
+        let routes: Vec<Route> = configs
             .iter()
             .enumerate()
             .map(|(i, c)| check_route(c, &parent, &format!("routes[{i}]"), receivers))
             .collect::<Result<_, _>>()?;
+        // Groups are keyed by route name, so two routes of one name would share groups.
+        let mut seen = Vec::new();
+        check_unique_names(&routes, &mut seen)?;
         Ok(Router { routes })
     }
 
@@ -328,6 +331,20 @@ fn check_route(
         .map(|(i, c)| check_route(c, &route, &format!("{path}.routes[{i}]"), receivers))
         .collect::<Result<_, _>>()?;
     Ok(route)
+}
+
+fn check_unique_names<'a>(routes: &'a [Route], seen: &mut Vec<&'a str>) -> Result<(), String> {
+    for route in routes {
+        if seen.contains(&route.name.as_str()) {
+            return Err(format!(
+                "two routes are named `{}`; give each route its own name",
+                route.name
+            ));
+        }
+        seen.push(&route.name);
+        check_unique_names(&route.routes, seen)?;
+    }
+    Ok(())
 }
 
 fn check_label(label: &str) -> Result<(), String> {
@@ -528,6 +545,11 @@ mod tests {
         assert_eq!(
             router("- match: {stages: [design]}").unwrap_err(),
             "routes[0]: a route needs receivers or child routes; add `receivers: [name]`"
+        );
+        assert_eq!(
+            router("- {name: ops, receivers: [jira]}\n- {name: ops, receivers: [slack]}")
+                .unwrap_err(),
+            "two routes are named `ops`; give each route its own name"
         );
         let err = serde_norway::from_str::<Vec<RouteConfig>>("- recievers: [jira]").unwrap_err();
         assert!(

@@ -270,9 +270,14 @@ impl Receiver for SlackReceiver {
         if matches!(self.mode, Mode::Webhook { .. }) {
             return Ok(());
         }
-        self.call("auth.test", None, json!({}))
-            .map(drop)
-            .map_err(|err| format!("slack receiver `{}`: {err}", self.name))
+        match self.call("auth.test", None, json!({})) {
+            Ok(_) => Ok(()),
+            Err(err @ DeliveryError::Retry { .. }) => {
+                tracing::warn!(receiver = %self.name, error = %err, "could not check the token at start; delivery retries until Slack answers");
+                Ok(())
+            }
+            Err(err) => Err(format!("slack receiver `{}`: {err}", self.name)),
+        }
     }
 
     fn apply(
@@ -368,14 +373,7 @@ fn is_channel_id(channel: &str) -> bool {
 
 impl SlackReceiver {
     fn redact(&self, notice: &Notice) -> Notice {
-        Notice {
-            findings: notice
-                .findings
-                .iter()
-                .map(|finding| self.redaction.apply(finding))
-                .collect(),
-            ..notice.clone()
-        }
+        self.redaction.apply_notice(notice)
     }
 
     fn target_channel(&self, api: &WebApi, notice: &Notice) -> Result<String, DeliveryError> {

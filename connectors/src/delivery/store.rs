@@ -4,10 +4,13 @@
 //! Tables:
 //! - `findings`: each fingerprint's latest state (open or resolved, severity, service, resolve
 //!   deadline). `feedloop gate` reads it, and a new run seeds its lifecycle from it.
+//! - `pending`: changes waiting in a route's group for its wait to end, written in the same
+//!   transaction as their finding's state, so a crash during the wait loses nothing.
 //! - `outbox`: notices waiting for a receiver, in arrival order. A notice is written here, in
-//!   the same transaction as its finding's state, before any receiver sees it.
-//! - `applied`: every (receiver, change id) done, skipped or dead-lettered, so a replayed change
-//!   is never queued twice.
+//!   the same transaction that removes its changes from `pending`, before any receiver gets
+//!   it.
+//! - `applied`: every (receiver, change id) done, skipped or dead-lettered, including each
+//!   change folded into a group's notice, so a replayed change is never queued twice.
 //! - `remotes`: the object each receiver made for each key (a Jira key, an issue number, a
 //!   Slack `ts`).
 //! - `intents`: creates that were started but whose result was not recorded yet. An intent
@@ -26,6 +29,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use feedloop_pipeline::{Change, Finding, OpenFinding};
 use feedloop_rules::Severity;
 
+use super::render::clean;
 use super::{Notice, Remote};
 
 /// The database's file name inside the state directory.
@@ -33,11 +37,10 @@ pub const DATABASE_FILE: &str = "delivery.sqlite";
 
 /// A failed store operation.
 #[derive(Debug, thiserror::Error)]
-#[error("delivery state store {path}: {source}")]
+#[error("delivery state store {path}: {cause}")]
 pub struct StoreError {
     path: String,
-    #[source]
-    source: rusqlite::Error,
+    cause: rusqlite::Error,
 }
 
 /// The outcome of a change at one receiver.
@@ -63,6 +66,23 @@ impl Outcome {
 pub struct Pending {
     pub seq: i64,
     pub notice: Notice,
+    /// The ids of the changes folded into the notice, its own included.
+    pub members: Vec<String>,
+}
+
+/// A notice to queue for a receiver, with the ids of the changes folded into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub receiver: String,
+    pub notice: Notice,
+    pub members: Vec<String>,
+}
+
+/// A change waiting in a route's group, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub id: i64,
+    pub change: Change,
 }
 
 /// An open finding as `feedloop gate` lists it.
@@ -89,7 +109,7 @@ impl Store {
         let path = dir.join(DATABASE_FILE);
         let fail = |source| StoreError {
             path: path.display().to_string(),
-            source,
+            cause: source,
         };
         if let Err(err) = std::fs::create_dir_all(dir) {
             return Err(fail(rusqlite::Error::ToSqlConversionFailure(Box::new(err))));
@@ -105,7 +125,7 @@ impl Store {
         let path = dir.join(DATABASE_FILE);
         let fail = |source| StoreError {
             path: path.display().to_string(),
-            source,
+            cause: source,
         };
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
         let conn = Connection::open_with_flags(&path, flags).map_err(fail)?;
@@ -121,45 +141,104 @@ impl Store {
     fn fail(&self, source: rusqlite::Error) -> StoreError {
         StoreError {
             path: self.path.display().to_string(),
-            source,
+            cause: source,
         }
     }
 
-    /// Records a change's finding state and queues its notices, in one transaction. Notices
-    /// whose change a receiver already has, queued or done, are left out. Returns how many were
-    /// queued.
-    pub fn record(
+    /// Records a change's finding state, and the groups it waits in, in one transaction.
+    pub fn record_change(
         &mut self,
-        change: Option<&Change>,
-        notices: &[(String, Notice)],
+        change: &Change,
+        waiting_in: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| fail_at(&self.path, e))?;
+        let result = (|| {
+            upsert_finding(&tx, change)?;
+            insert_waiting(&tx, change, waiting_in)
+        })();
+        result.map_err(|e| fail_at(&self.path, e))?;
+        tx.commit().map_err(|e| fail_at(&self.path, e))
+    }
+
+    /// Puts a change back into groups after a restart, leaving its finding's state alone.
+    pub fn wait_again(
+        &mut self,
+        change: &Change,
+        waiting_in: &[(String, String)],
+        replaces: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| fail_at(&self.path, e))?;
+        let result = (|| {
+            insert_waiting(&tx, change, waiting_in)?;
+            tx.execute("DELETE FROM pending WHERE id = ?1", params![replaces])
+                .map(drop)
+        })();
+        result.map_err(|e| fail_at(&self.path, e))?;
+        tx.commit().map_err(|e| fail_at(&self.path, e))
+    }
+
+    /// Returns the changes that were waiting in groups when the last run stopped.
+    pub fn waiting(&self) -> Result<Vec<Waiting>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, change FROM pending ORDER BY id")
+            .map_err(|e| self.fail(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row.map_err(|e| self.fail(e))?;
+            if let Ok(change) = serde_json::from_str(&json) {
+                out.push(Waiting { id, change });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends a group's wait: removes its waiting changes and queues its notices, in one
+    /// transaction. A notice whose changes a receiver already has, queued or done, is left out.
+    /// Returns how many were queued.
+    pub fn release(
+        &mut self,
+        group: Option<(&str, &str)>,
+        notices: &[Queued],
     ) -> Result<usize, StoreError> {
         let tx = self
             .conn
             .transaction()
             .map_err(|e| fail_at(&self.path, e))?;
-        if let Some(change) = change {
-            upsert_finding(&tx, change).map_err(|e| fail_at(&self.path, e))?;
-        }
-        let mut queued = 0;
-        for (receiver, notice) in notices {
-            let done: bool = tx
-                .query_row(
-                    "SELECT EXISTS(SELECT 1 FROM applied WHERE receiver = ?1 AND change_id = ?2)",
-                    params![receiver, notice.change_id],
-                    |row| row.get(0),
-                )
-                .map_err(|e| fail_at(&self.path, e))?;
-            if done {
-                continue;
+        let result = (|| {
+            if let Some((route, key)) = group {
+                tx.execute(
+                    "DELETE FROM pending WHERE route = ?1 AND key = ?2",
+                    params![route, key],
+                )?;
             }
-            let json = serde_json::to_string(notice).expect("a notice always serializes");
-            queued += tx
-                .execute(
-                    "INSERT OR IGNORE INTO outbox (receiver, key, change_id, notice) VALUES (?1, ?2, ?3, ?4)",
-                    params![receiver, notice.key, notice.change_id, json],
-                )
-                .map_err(|e| fail_at(&self.path, e))?;
-        }
+            let mut queued = 0;
+            for item in notices {
+                if already_has(&tx, item)? {
+                    continue;
+                }
+                let json = serde_json::to_string(&item.notice).expect("a notice always serializes");
+                let members =
+                    serde_json::to_string(&item.members).expect("a list of ids always serializes");
+                queued += tx.execute(
+                    "INSERT OR IGNORE INTO outbox (receiver, key, change_id, notice, members) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![item.receiver, item.notice.key, item.notice.change_id, json, members],
+                )?;
+            }
+            Ok(queued)
+        })();
+        let queued = result.map_err(|e| fail_at(&self.path, e))?;
         tx.commit().map_err(|e| fail_at(&self.path, e))?;
         Ok(queued)
     }
@@ -169,17 +248,22 @@ impl Store {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT seq, notice FROM outbox WHERE receiver = ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, notice, members FROM outbox WHERE receiver = ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(|e| self.fail(e))?;
         let rows = statement
             .query_map(params![receiver, limit as i64], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
             })
             .map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, json) = row.map_err(|e| self.fail(e))?;
+            let (seq, json, members) = row.map_err(|e| self.fail(e))?;
+            let members = serde_json::from_str(&members).unwrap_or_default();
             let notice = serde_json::from_str(&json).map_err(|err| {
                 self.fail(rusqlite::Error::FromSqlConversionFailure(
                     1,
@@ -187,7 +271,11 @@ impl Store {
                     Box::new(err),
                 ))
             })?;
-            out.push(Pending { seq, notice });
+            out.push(Pending {
+                seq,
+                notice,
+                members,
+            });
         }
         Ok(out)
     }
@@ -216,6 +304,29 @@ impl Store {
             .optional()
             .map_err(|e| self.fail(e))?;
         Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// Returns true when a finding of the service was ever recorded.
+    pub fn knows_service(&self, service: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM findings WHERE service = ?1)",
+                params![service],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Returns every service with a recorded finding.
+    pub fn services(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT DISTINCT service FROM findings WHERE service != '' ORDER BY service")
+            .map_err(|e| self.fail(e))?;
+        let rows = statement
+            .query_map([], |row| row.get(0))
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
     }
 
     /// Returns true when a create for the key was started and its result never recorded.
@@ -286,10 +397,13 @@ impl Store {
         let notice = &pending.notice;
         let result = (|| {
             tx.execute("DELETE FROM outbox WHERE seq = ?1", params![pending.seq])?;
-            tx.execute(
-                "INSERT OR REPLACE INTO applied (receiver, change_id, key, outcome) VALUES (?1, ?2, ?3, ?4)",
-                params![receiver, notice.change_id, notice.key, outcome.as_str()],
-            )?;
+            let ids = std::iter::once(&notice.change_id).chain(&pending.members);
+            for id in ids {
+                tx.execute(
+                    "INSERT OR REPLACE INTO applied (receiver, change_id, key, outcome) VALUES (?1, ?2, ?3, ?4)",
+                    params![receiver, id, notice.key, outcome.as_str()],
+                )?;
+            }
             if let Some(remote) = remote {
                 save_remote(&tx, receiver, &notice.key, remote)?;
             }
@@ -351,13 +465,16 @@ impl Store {
             if finding.severity < min_severity {
                 continue;
             }
+            // Gate output lands in CI logs, which many people read: clients and principals are
+            // hashed, and nothing from traffic can forge a line.
+            let shown = super::render::Redaction::public().apply(&finding);
             out.push(OpenRow {
                 fingerprint: finding.fingerprint.clone(),
-                rule_id: finding.rule_id.clone(),
-                title: finding.title.clone(),
+                rule_id: clean(&finding.rule_id),
+                title: clean(&finding.title),
                 severity: finding.severity,
-                service: finding.service.clone().unwrap_or_default(),
-                group: super::render::group_text(&finding),
+                service: clean(finding.service.as_deref().unwrap_or_default()),
+                group: clean(&super::render::group_text(&shown)),
                 window_end: finding.window.end.clone(),
             });
         }
@@ -365,10 +482,10 @@ impl Store {
     }
 }
 
-fn fail_at(path: &Path, source: rusqlite::Error) -> StoreError {
+fn fail_at(path: &Path, cause: rusqlite::Error) -> StoreError {
     StoreError {
         path: path.display().to_string(),
-        source,
+        cause,
     }
 }
 
@@ -392,6 +509,46 @@ fn upsert_finding(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::
         ],
     )
     .map(drop)
+}
+
+fn insert_waiting(
+    tx: &rusqlite::Transaction<'_>,
+    change: &Change,
+    waiting_in: &[(String, String)],
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(change).expect("a change always serializes");
+    for (route, key) in waiting_in {
+        tx.execute(
+            "INSERT INTO pending (route, key, change) VALUES (?1, ?2, ?3)",
+            params![route, key, json],
+        )?;
+    }
+    Ok(())
+}
+
+/// Returns true when the receiver has the notice's change, or every change folded into it,
+/// queued or done.
+fn already_has(tx: &rusqlite::Transaction<'_>, item: &Queued) -> rusqlite::Result<bool> {
+    let has = |id: &str| -> rusqlite::Result<bool> {
+        tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM applied WHERE receiver = ?1 AND change_id = ?2)
+                 OR EXISTS(SELECT 1 FROM outbox WHERE receiver = ?1 AND change_id = ?2)",
+            params![item.receiver, id],
+            |row| row.get(0),
+        )
+    };
+    if has(&item.notice.change_id)? {
+        return Ok(true);
+    }
+    if item.members.is_empty() {
+        return Ok(false);
+    }
+    for id in &item.members {
+        if !has(id)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn save_remote(
@@ -431,7 +588,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     key TEXT NOT NULL,
     change_id TEXT NOT NULL,
     notice TEXT NOT NULL,
+    members TEXT NOT NULL DEFAULT '[]',
     UNIQUE (receiver, change_id)
+);
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    route TEXT NOT NULL,
+    key TEXT NOT NULL,
+    change TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS applied (
     receiver TEXT NOT NULL,

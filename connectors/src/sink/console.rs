@@ -148,7 +148,7 @@ impl Console {
 fn delivery_text(text: &mut String, delivery: &EngineReport) {
     let _ = writeln!(
         text,
-        "  delivery          {:>10} changes, {} unrouted, {} folded into groups, {} queued, {} already delivered",
+        "  delivery          {:>10} changes, {} unrouted, {} folded into groups, {} queued, {} skipped as already queued or delivered",
         delivery.changes, delivery.unrouted, delivery.grouped, delivery.queued, delivery.replayed
     );
     for r in &delivery.receivers {

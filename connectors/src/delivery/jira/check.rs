@@ -52,8 +52,11 @@ pub(super) fn run(receiver: &JiraReceiver) -> Result<(), String> {
 
 fn check_project(receiver: &JiraReceiver, project: &str) -> Result<(), String> {
     let types_resource = format!("issue/createmeta/{}/issuetypes", path_part(project));
-    let types = paged(receiver, &types_resource, &["issueTypes", "values"])
-        .map_err(|err| project_error(receiver, project, err))?;
+    let types = match paged(receiver, &types_resource, &["issueTypes", "values"]) {
+        Ok(types) => types,
+        Err(err @ DeliveryError::Retry { .. }) => return unreachable_now(receiver, project, &err),
+        Err(err) => return Err(project_error(receiver, project, err)),
+    };
 
     let expected = receiver.issue_type.trim();
     // Exact, because the create sends the configured name as it is.
@@ -193,6 +196,17 @@ fn paged(
         }
     }
     Ok(items)
+}
+
+/// Lets the run start when Jira could not answer the check (refused, timed out, 5xx): delivery
+/// retries until it answers, and a wrong setting then shows up as a dead letter.
+fn unreachable_now(
+    receiver: &JiraReceiver,
+    project: &str,
+    err: &DeliveryError,
+) -> Result<(), String> {
+    tracing::warn!(receiver = %receiver.name, project, error = %err, "could not check the Jira project at start; delivery retries until Jira answers");
+    Ok(())
 }
 
 fn project_error(receiver: &JiraReceiver, project: &str, err: DeliveryError) -> String {
