@@ -46,6 +46,9 @@ pub struct Evidence {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub latency_ms: Option<f64>,
     pub client: String,
+    /// The route template of the call, when it differs from the path.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub route: Option<String>,
     /// The service the call was made to, when the input names one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub service: Option<String>,
@@ -125,6 +128,9 @@ pub struct Finding {
     pub last_seen: String,
     /// The earliest matching events of the window, at most the rule's `evidence.max_events`.
     pub evidence: Vec<Evidence>,
+    /// How the finding moved its routes' KPIs; absent when KPIs are off.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub impact: Option<crate::impact::Impact>,
 }
 
 impl Finding {

@@ -10,6 +10,7 @@ pub mod dataflow;
 pub mod dead_letter;
 pub mod driver;
 pub mod finding;
+pub mod impact;
 pub mod lifecycle;
 pub mod window;
 
@@ -18,4 +19,5 @@ pub use driver::{
     run, Output, PartitionReader, ReadBatch, ReadStatus, ReaderFactory, RunCounts, RunOptions,
 };
 pub use finding::{Finding, Phase};
+pub use impact::Impact;
 pub use lifecycle::{Change, ChangeKind, OpenFinding};

@@ -123,6 +123,7 @@ fn evidence_of(event: &ApiEvent, matched: Option<SignatureEvidence>) -> Evidence
         status: event.status,
         latency_ms: event.latency_ms,
         client: event.client.clone(),
+        route: (event.route != event.path).then(|| event.route.clone()),
         service: (!event.service.is_empty()).then(|| event.service.clone()),
         principal: event.principal.clone(),
         user_agent: event.user_agent.as_deref().map(|u| cut(u, 256).to_string()),
@@ -403,6 +404,7 @@ impl WindowStore {
                     ..e.clone()
                 })
                 .collect(),
+            impact: None,
         }
     }
 }
@@ -532,6 +534,7 @@ mod tests {
             status: Some(200),
             latency_ms: None,
             client: "c".into(),
+            route: None,
             service: None,
             principal: None,
             user_agent: None,
