@@ -45,6 +45,99 @@ pub struct Config {
     /// Lifecycle changes to Jira, GitHub, Slack, CI, Alertmanager and Kafka.
     #[serde(default)]
     pub delivery: Option<DeliveryConfig>,
+    /// KPIs per service and route, and each finding's impact on them.
+    #[serde(default)]
+    pub kpi: KpiConfig,
+}
+
+/// KPI and impact settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiConfig {
+    /// Compute KPIs and put an `impact` into every finding.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The KPI window size.
+    #[serde(default = "default_kpi_window")]
+    pub window: HumanDuration,
+    /// Windows in a route's trailing baseline (windows with findings on the route left out).
+    #[serde(default = "default_kpi_windows")]
+    pub baseline_windows: usize,
+    /// Windows the correlations and chart series look back over.
+    #[serde(default = "default_kpi_windows")]
+    pub correlation_windows: usize,
+    /// The fewest windows a correlation coefficient may rest on.
+    #[serde(default = "default_min_correlation")]
+    pub min_correlation_windows: usize,
+    /// The latency sketch's relative error, from 0.0001 to 0.1.
+    #[serde(default = "default_relative_error")]
+    pub relative_error: f64,
+    /// Routes reported per finding, the most matched first.
+    #[serde(default = "default_max_routes")]
+    pub max_routes: usize,
+}
+
+fn default_kpi_window() -> HumanDuration {
+    HumanDuration(60_000)
+}
+fn default_kpi_windows() -> usize {
+    30
+}
+fn default_min_correlation() -> usize {
+    8
+}
+fn default_relative_error() -> f64 {
+    0.01
+}
+fn default_max_routes() -> usize {
+    3
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        KpiConfig {
+            enabled: true,
+            window: default_kpi_window(),
+            baseline_windows: default_kpi_windows(),
+            correlation_windows: default_kpi_windows(),
+            min_correlation_windows: default_min_correlation(),
+            relative_error: default_relative_error(),
+            max_routes: default_max_routes(),
+        }
+    }
+}
+
+impl KpiConfig {
+    /// Returns the checked options.
+    pub fn options(&self) -> anyhow::Result<feedloop_pipeline::kpi::KpiOptions> {
+        if self.window.as_millis() < 1_000 {
+            anyhow::bail!(
+                "invalid kpi.window {}: use at least 1s, such as 1m",
+                self.window
+            );
+        }
+        if !(0.0001..=0.1).contains(&self.relative_error) {
+            anyhow::bail!(
+                "invalid kpi.relative_error {}: use 0.0001 to 0.1, such as 0.01 for 1%",
+                self.relative_error
+            );
+        }
+        if self.min_correlation_windows < 3 {
+            anyhow::bail!(
+                "invalid kpi.min_correlation_windows {}: use at least 3",
+                self.min_correlation_windows
+            );
+        }
+        Ok(feedloop_pipeline::kpi::KpiOptions {
+            enabled: self.enabled,
+            window_ms: self.window.as_millis(),
+            baseline_windows: self.baseline_windows,
+            horizon_windows: self.correlation_windows.max(1),
+            min_correlation_windows: self.min_correlation_windows,
+            relative_error: self.relative_error,
+            max_routes: self.max_routes.max(1),
+        })
+    }
 }
 
 /// Where finding changes go, and the state that makes each effect happen once.

@@ -154,6 +154,12 @@ struct ScanArgs {
     /// counted.
     #[arg(long, default_value_t = 250_000)]
     max_windows_per_rule: usize,
+    /// The KPI window size for each finding's impact.
+    #[arg(long, default_value = "1m")]
+    kpi_window: HumanDuration,
+    /// Leave out KPIs and impact.
+    #[arg(long)]
+    no_kpi: bool,
 }
 
 #[derive(Subcommand)]
@@ -283,6 +289,12 @@ fn scan(options: ScanArgs) -> anyhow::Result<ExitCode> {
         workers,
         allowed_lateness_ms: lateness,
         max_windows_per_rule: options.max_windows_per_rule,
+        kpi: config::KpiConfig {
+            enabled: !options.no_kpi,
+            window: options.kpi_window,
+            ..config::KpiConfig::default()
+        }
+        .options()?,
         ..RunOptions::default()
     };
     let (counts, report) = app::execute(&rules, run_options, readers, plan)?;
@@ -326,6 +338,7 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
         max_windows_per_rule: config.limits.max_windows_per_rule,
         max_future_ms: config.limits.max_future.as_millis(),
         resolve_after_ms: config.time.resolve_after.map(|d| d.as_millis()),
+        kpi: config.kpi.options()?,
         ..RunOptions::default()
     };
     let delivery = match &config.delivery {

@@ -378,7 +378,7 @@ fn a_rate_limited_receiver_waits_while_the_others_deliver() {
     assert_eq!(slack.messages(OPS_CHANNEL).len(), 15);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("    github: 35 applied, 0 skipped, 2 retried"),
+        stdout.contains("    github: 36 applied, 0 skipped, 2 retried"),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -27,16 +27,20 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
+use timely::progress::Antichain;
 
 use feedloop_rules::{ApiEvent, Rule};
 
 use crate::driver::Output;
 use crate::finding::{Finding, Phase};
+use crate::kpi::{KpiAgg, KpiBatch, KpiKey, KpiOptions, KpiStore};
 use crate::lifecycle::Lifecycle;
 use crate::window::{hits_of, GroupKey, Hit, HitValue, TotalKey, WindowStore};
 
@@ -50,6 +54,10 @@ pub struct Limits {
     pub lifecycle: Option<Lifecycle>,
     /// The allowed lateness, to find the input's last watermark when it ends.
     pub allowed_lateness_ms: u64,
+    /// KPI settings.
+    pub kpi: KpiOptions,
+    /// The KPI store; set on worker 0 only, where findings get their impact.
+    pub kpi_store: Option<KpiStore>,
 }
 
 /// Builds the dataflow over an event stream; findings go to `output` from worker 0.
@@ -61,32 +69,54 @@ pub fn build<'scope>(
     limits: Limits,
 ) {
     let rules_for_matching = rules.clone();
-    // Evaluate every rule on the worker that read the event.
+    let kpi = limits.kpi;
+    // Evaluate every rule on the worker that read the event, and sum the batch's KPIs.
     let matched = events.unary(Pipeline, "Match", move |_, _| {
         let mut hits = Vec::new();
         let mut totals = Vec::new();
+        let mut kpis = KpiBatch::default();
         move |input, output| {
             input.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
                 for event in data.drain(..) {
+                    let before = hits.len();
                     hits_of(&rules_for_matching, &event, &mut hits, &mut totals);
+                    if kpi.enabled {
+                        let matched = hits[before..].iter().map(|hit: &Hit| hit.rule);
+                        kpis.add(&event, matched, &kpi);
+                    }
                 }
                 let mut session = output.session(&cap);
                 session.give_iterator(hits.drain(..).map(|hit| Matched::Hit(Box::new(hit))));
                 session.give_iterator(totals.drain(..).map(|key| Matched::Total((key, time, 1))));
+                session.give_iterator(
+                    kpis.drain()
+                        .map(|(key, agg)| Matched::Kpi(Box::new((key, time, agg)))),
+                );
             })
         }
     });
     let hits = matched.clone().flat_map(|m| match m {
         Matched::Hit(hit) => Some(*hit),
-        Matched::Total(_) => None,
+        _ => None,
     });
     // Non-matching ratio events as a differential collection of (rule, group, slide) with a
     // count, summed within each batch before the exchange.
     let totals = matched
+        .clone()
         .flat_map(|m| match m {
             Matched::Total(update) => Some(update),
-            Matched::Hit(_) => None,
+            _ => None,
+        })
+        .as_collection()
+        .consolidate_stream()
+        .inner;
+    // KPIs as a differential collection of (service, route, window) whose difference is the
+    // aggregate itself, so consolidating sums each batch.
+    let kpis = matched
+        .flat_map(|m| match m {
+            Matched::Kpi(update) => Some(*update),
+            _ => None,
         })
         .as_collection()
         .consolidate_stream()
@@ -148,39 +178,65 @@ pub fn build<'scope>(
 
     // Gather findings on worker 0 and send them out in a stable order, each followed by the
     // lifecycle change it makes; resolve findings as the frontier passes their deadlines.
+    // KPIs meet the findings there too, and the frontier of both decides when finals leave,
+    // so a final finding's impact includes every KPI update before its window closed.
     let mut collector = Collector {
         stash: BTreeMap::new(),
         lifecycle: limits.lifecycle,
+        kpis: limits.kpi_store,
         counters: limits.counters,
         lateness: limits.allowed_lateness_ms as i64,
         ended: false,
     };
-    findings.probe_with(probe).sink(
+    let done: StreamVec<'scope, u64, ()> = findings.binary_frontier(
+        kpis,
         Exchange::new(|_: &Finding| 0),
+        Exchange::new(|_: &(KpiKey, u64, KpiAgg)| 0),
         "Output",
-        move |(input, frontier)| {
-            input.for_each(|cap, data| {
-                let time = cap.least().copied().unwrap_or(0);
-                for finding in data.drain(..) {
-                    // Early findings leave at once; finals wait to be sent in a stable order.
-                    if finding.phase == Phase::Early {
-                        collector.send(finding, &output);
-                    } else {
-                        collector.stash.entry(time).or_default().push(finding);
+        move |_, _| {
+            move |(findings, findings_frontier),
+                  (kpis, kpis_frontier),
+                  _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+                kpis.for_each(|_, data| {
+                    if let Some(store) = collector.kpis.as_mut() {
+                        for (key, _, agg) in data.drain(..) {
+                            store.absorb(key, &agg);
+                        }
                     }
+                });
+                findings.for_each(|cap, data| {
+                    let time = cap.least().copied().unwrap_or(0);
+                    for finding in data.drain(..) {
+                        // Early findings leave at once; finals wait to be sent in a stable order.
+                        if finding.phase == Phase::Early {
+                            collector.send(finding, &output);
+                        } else {
+                            collector.stash.entry(time).or_default().push(finding);
+                        }
+                    }
+                });
+                let mut frontier = Antichain::new();
+                for time in findings_frontier
+                    .frontier()
+                    .iter()
+                    .chain(kpis_frontier.frontier().iter())
+                {
+                    frontier.insert(*time);
                 }
-            });
-            collector.flush(frontier, &output);
+                collector.flush(&frontier, &output);
+            }
         },
     );
+    done.probe_with(probe);
 }
 
-/// The output of matching one event: a hit, or a non-matching ratio event as a collection
-/// update.
+/// The output of matching one batch: hits, non-matching ratio events as collection updates,
+/// and KPI updates.
 #[derive(Clone)]
 enum Matched {
     Hit(Box<Hit>),
     Total((TotalKey, u64, i64)),
+    Kpi(Box<(KpiKey, u64, KpiAgg)>),
 }
 
 fn group_hash(hit: &Hit) -> u64 {
@@ -274,6 +330,7 @@ impl Windows {
 struct Collector {
     stash: BTreeMap<u64, Vec<Finding>>,
     lifecycle: Option<Lifecycle>,
+    kpis: Option<KpiStore>,
     counters: Arc<crate::driver::Counters>,
     lateness: i64,
     ended: bool,
@@ -282,11 +339,7 @@ struct Collector {
 impl Collector {
     /// Sends each passed time's findings, sorted, so output order does not depend on how
     /// workers interleave.
-    fn flush(
-        &mut self,
-        frontier: &timely::progress::frontier::MutableAntichain<u64>,
-        output: &Sender<Output>,
-    ) {
+    fn flush(&mut self, frontier: &Antichain<u64>, output: &Sender<Output>) {
         while let Some(entry) = self.stash.first_entry() {
             if frontier.less_equal(entry.key()) {
                 break;
@@ -301,8 +354,11 @@ impl Collector {
         self.resolve(frontier, output);
     }
 
-    /// Sends a finding and the change it makes.
-    fn send(&mut self, finding: Finding, output: &Sender<Output>) {
+    /// Sends a finding with its impact, and the change it makes.
+    fn send(&mut self, mut finding: Finding, output: &Sender<Output>) {
+        if let Some(store) = self.kpis.as_mut() {
+            finding.impact = store.impact(&finding);
+        }
         let changes = match self.lifecycle.as_mut() {
             Some(lifecycle) => lifecycle.observe(&finding),
             None => Vec::new(),
@@ -321,15 +377,11 @@ impl Collector {
     /// Resolves findings whose deadlines the watermark passed. When the input has ended, the
     /// watermark is the input's own last one, not the end of time, so findings still within
     /// their resolve period stay open.
-    fn resolve(
-        &mut self,
-        frontier: &timely::progress::frontier::MutableAntichain<u64>,
-        output: &Sender<Output>,
-    ) {
+    fn resolve(&mut self, frontier: &Antichain<u64>, output: &Sender<Output>) {
         let Some(lifecycle) = self.lifecycle.as_mut() else {
             return;
         };
-        let watermark = match frontier.frontier().first() {
+        let watermark = match frontier.elements().first() {
             Some(&time) => time as i64,
             None if !self.ended => {
                 self.ended = true;
@@ -340,6 +392,9 @@ impl Collector {
         };
         for change in lifecycle.advance(watermark) {
             let _ = output.send(Output::Change(Box::new(change)));
+        }
+        if let Some(store) = self.kpis.as_mut() {
+            store.prune(watermark);
         }
     }
 }

@@ -27,6 +27,7 @@ use feedloop_rules::{ApiEvent, RuleSet};
 use crate::dataflow;
 use crate::dead_letter::{DeadLetter, Position, Reason};
 use crate::finding::Finding;
+use crate::kpi::{KpiOptions, KpiStore};
 use crate::lifecycle::{Change, Lifecycle, OpenFinding};
 
 /// The dataflow input of one worker: events, timestamped with the worker's watermark.
@@ -112,6 +113,8 @@ pub struct RunOptions {
     pub resolve_after_ms: Option<u64>,
     /// Findings open when an earlier run stopped, so this run can update and resolve them.
     pub open_findings: Vec<OpenFinding>,
+    /// KPI and impact settings.
+    pub kpi: KpiOptions,
 }
 
 impl Default for RunOptions {
@@ -125,6 +128,7 @@ impl Default for RunOptions {
             max_windows_per_rule: 250_000,
             resolve_after_ms: None,
             open_findings: Vec::new(),
+            kpi: KpiOptions::default(),
         }
     }
 }
@@ -197,12 +201,16 @@ pub fn run(
         let rules = rules.clone();
         let sink = output.clone();
         let lifecycle = (worker.index() == 0).then(|| lifecycle_of(&rules, &options));
+        let mut kpi_store =
+            (worker.index() == 0 && options.kpi.enabled).then(|| kpi_store_of(&rules, &options));
         worker.dataflow::<u64, _, _>(|scope| {
             let limits = dataflow::Limits {
                 max_windows_per_rule: options.max_windows_per_rule,
                 counters: shared.clone(),
                 lifecycle,
                 allowed_lateness_ms: options.allowed_lateness_ms,
+                kpi: options.kpi,
+                kpi_store: kpi_store.take(),
             };
             dataflow::build(input.to_stream(scope), rules, sink, &probe, limits);
         });
@@ -233,6 +241,13 @@ pub fn run(
         dropped_hits: counters.dropped_hits.load(Ordering::Relaxed),
         repeated_findings: counters.repeated_findings.load(Ordering::Relaxed),
     })
+}
+
+/// Returns worker 0's KPI store, keeping windows long enough for the longest rule window.
+fn kpi_store_of(rules: &[feedloop_rules::Rule], options: &RunOptions) -> KpiStore {
+    let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
+    let longest = rules.iter().map(|r| r.window.size_ms).max().unwrap_or(0);
+    KpiStore::new(options.kpi, &ids, longest)
 }
 
 /// Returns the lifecycle of worker 0's collector, seeded with the findings still open.

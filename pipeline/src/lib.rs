@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod driver;
 pub mod finding;
 pub mod impact;
+pub mod kpi;
 pub mod lifecycle;
 pub mod window;
 

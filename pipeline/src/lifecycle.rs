@@ -1,7 +1,8 @@
 //! The finding lifecycle: opened, updated, resolved, reopened.
 //!
 //! A fingerprint names one condition (rule, group, stages). Its first finding opens it. A
-//! finding for a later window, or a higher count in the same window, updates it. When the
+//! finding for a later window, a higher count in the same window, or the same window with a
+//! different KPI impact (complete windows, late events) updates it. When the
 //! watermark passes the end of its latest window by the rule's resolve period without another
 //! finding, it is resolved, and a finding after that reopens it. The resolve period is the
 //! hysteresis: one quiet window between two bursts does not resolve and reopen a finding,
@@ -200,8 +201,15 @@ impl Lifecycle {
                 ChangeKind::Opened
             }
             Some(state) => {
+                // The same window with complete KPIs (a final after its early finding, late
+                // events within the lateness) is news when its impact moved.
+                let same_window = start == state.latest.0;
                 let newer = start > state.latest.0
-                    || (start == state.latest.0 && finding.count > state.latest.1);
+                    || (same_window && finding.count > state.latest.1)
+                    || (same_window
+                        && finding.count == state.latest.1
+                        && finding.impact.is_some()
+                        && finding.impact != state.finding.impact);
                 if state.open && !newer {
                     self.unchanged += 1;
                     return None;

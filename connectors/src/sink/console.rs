@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use feedloop_pipeline::{Finding, Phase, RunCounts};
+use feedloop_pipeline::{Finding, Impact, Phase, RunCounts};
 
 use super::DeliveryReport;
 use crate::delivery::engine::EngineReport;
@@ -60,6 +60,9 @@ impl Console {
             if let Some(matched) = &first.matched {
                 let _ = write!(line, " [{} in {}]", matched.pattern, matched.field);
             }
+            lines.push(line);
+        }
+        if let Some(line) = finding.impact.as_ref().and_then(impact_line) {
             lines.push(line);
         }
         let lines: Vec<String> = lines.iter().map(|line| printable(line)).collect();
@@ -143,6 +146,81 @@ impl Console {
         }
         text
     }
+}
+
+/// Returns one line on the most affected route: the KPI that moved most against its baseline,
+/// and the share of the route's errors (or requests) that came from the finding's group.
+pub fn impact_line(impact: &Impact) -> Option<String> {
+    let route = impact.routes.first()?;
+    let percent = |share: f64| format!("{:.0}%", share * 100.0);
+    let signed = |relative: f64| format!("{:+.0}%", relative * 100.0);
+    let moved = route
+        .change
+        .iter()
+        .filter(|(name, _)| {
+            matches!(
+                name.as_str(),
+                "p99_ms" | "error_5xx_rate" | "error_4xx_rate" | "requests_per_window"
+            )
+        })
+        .filter_map(|(name, change)| change.relative.map(|r| (name.as_str(), r)))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    let during = &route.during;
+    let mut line = match moved {
+        Some(("p99_ms", relative)) => format!(
+            "impact: p99 latency on {} {} during the finding, {} ms",
+            route.route,
+            signed(relative),
+            during.p99_ms.map_or("-".to_string(), |v| format!("{v:.0}"))
+        ),
+        Some(("error_5xx_rate", relative)) => format!(
+            "impact: 5xx rate on {} {} during the finding, {}",
+            route.route,
+            signed(relative),
+            percent(during.error_5xx_rate)
+        ),
+        Some(("error_4xx_rate", relative)) => format!(
+            "impact: 4xx rate on {} {} during the finding, {}",
+            route.route,
+            signed(relative),
+            percent(during.error_4xx_rate)
+        ),
+        Some((_, relative)) => format!(
+            "impact: requests on {} {} during the finding, {:.0} per window",
+            route.route,
+            signed(relative),
+            during.requests_per_window
+        ),
+        None => format!(
+            "impact: {} {} on {} during the finding, no baseline yet",
+            during.requests,
+            if during.requests == 1 {
+                "request"
+            } else {
+                "requests"
+            },
+            route.route
+        ),
+    };
+    if let Some(group) = &route.from_group {
+        let share = if during.errors_5xx > 0 {
+            group.errors_5xx_share.map(|s| (s, "5xx"))
+        } else if during.errors_4xx + during.errors_5xx > 0 {
+            group.errors_share.map(|s| (s, "errors"))
+        } else {
+            group.requests_share.map(|s| (s, "requests"))
+        };
+        if let Some((share, what)) = share {
+            let _ = write!(
+                line,
+                "; {} of its {what} from {}={}",
+                percent(share),
+                group.field,
+                cut(&group.value, 60)
+            );
+        }
+    }
+    Some(line)
 }
 
 fn delivery_text(text: &mut String, delivery: &EngineReport) {

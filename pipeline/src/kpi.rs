@@ -1,0 +1,761 @@
+//! KPIs per service, route and window, and the impact each finding had on them.
+//!
+//! Every event adds to its route's aggregate for the KPI window it falls in ([`KpiAgg`]):
+//! requests, 4xx and 5xx answers, bytes, a latency sketch, per-client and per-principal
+//! counts, and the matches of every rule. The match operator sums these per batch
+//! ([`KpiBatch`]), so one update per route and window leaves a batch however busy the route.
+//! The updates form a differential collection whose difference type is the aggregate itself:
+//! adding two aggregates merges them, so consolidating the collection sums a batch. They are
+//! gathered on worker 0 in a [`KpiStore`], next to the findings, and kept for the baseline and
+//! correlation horizons.
+//!
+//! A finding's impact ([`crate::impact::Impact`]) is computed from the store when the finding
+//! reaches worker 0. An early finding sees the KPIs so far; a final one sees complete windows,
+//! late events within the allowed lateness included, because the output operator waits for the
+//! frontier of the KPI stream as well. Windows in which a route had findings are marked and
+//! left out of later baselines, so an ongoing attack never becomes its own baseline.
+//!
+//! NOTE: the store lives on worker 0 only. Aggregation runs on every worker, but the store and
+//! the impact computation do not scale with workers, and their memory grows with the number of
+//! distinct clients per route and window over the kept horizon.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config as SketchConfig, DDSketch};
+
+use feedloop_rules::ApiEvent;
+
+use crate::finding::{format_seconds, Finding};
+use crate::impact::{
+    Correlation, GroupShare, Impact, KpiChange, KpiSummary, RouteImpact, SeriesPoint,
+};
+
+/// KPI settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KpiOptions {
+    /// Compute KPIs and impact at all.
+    pub enabled: bool,
+    /// The KPI window size in milliseconds.
+    pub window_ms: u64,
+    /// Windows in a route's trailing baseline.
+    pub baseline_windows: usize,
+    /// Windows the correlation and the chart series look back over.
+    pub horizon_windows: usize,
+    /// The fewest windows a correlation coefficient may rest on.
+    pub min_correlation_windows: usize,
+    /// The latency sketch's relative error, such as 0.01.
+    pub relative_error: f64,
+    /// Routes reported per finding, the most matched first.
+    pub max_routes: usize,
+}
+
+impl Default for KpiOptions {
+    fn default() -> Self {
+        KpiOptions {
+            enabled: true,
+            window_ms: 60_000,
+            baseline_windows: 30,
+            horizon_windows: 30,
+            min_correlation_windows: 8,
+            relative_error: 0.01,
+            max_routes: 3,
+        }
+    }
+}
+
+impl KpiOptions {
+    fn sketch(&self) -> DDSketch {
+        DDSketch::new(SketchConfig::new(self.relative_error, 2048, 1.0e-9))
+    }
+
+    /// Returns the start of the KPI window holding a time.
+    pub fn pane(&self, time_ms: i64) -> i64 {
+        let size = self.window_ms.max(1) as i64;
+        time_ms.div_euclid(size) * size
+    }
+}
+
+/// Requests, errors and bytes of one identity (a client or a principal) on a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityCounts {
+    pub requests: u64,
+    pub errors: u64,
+    pub errors_5xx: u64,
+}
+
+impl IdentityCounts {
+    fn add(&mut self, other: &IdentityCounts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.errors_5xx += other.errors_5xx;
+    }
+}
+
+/// The aggregate of one route's events in one KPI window.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KpiAgg {
+    pub requests: u64,
+    pub errors_4xx: u64,
+    pub errors_5xx: u64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// Latencies in milliseconds; empty when the events carry none.
+    pub latency: Option<DDSketch>,
+    pub clients: HashMap<String, IdentityCounts>,
+    pub principals: HashMap<String, IdentityCounts>,
+    /// Matching events per rule index.
+    pub matches: BTreeMap<u32, u64>,
+}
+
+impl KpiAgg {
+    /// The fields that order aggregates. Differential sorts updates with their differences, so
+    /// aggregates need a total order; it has no meaning beyond that.
+    fn order_key(&self) -> (u64, u64, u64, u64, u64, &BTreeMap<u32, u64>, usize) {
+        (
+            self.requests,
+            self.errors_4xx,
+            self.errors_5xx,
+            self.request_bytes,
+            self.response_bytes,
+            &self.matches,
+            self.latency.as_ref().map_or(0, DDSketch::count),
+        )
+    }
+}
+
+impl PartialEq for KpiAgg {
+    fn eq(&self, other: &Self) -> bool {
+        self.order_key() == other.order_key()
+    }
+}
+
+impl Eq for KpiAgg {}
+
+impl PartialOrd for KpiAgg {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KpiAgg {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+}
+
+impl std::fmt::Debug for KpiAgg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KpiAgg")
+            .field("requests", &self.requests)
+            .field("errors_4xx", &self.errors_4xx)
+            .field("errors_5xx", &self.errors_5xx)
+            .field(
+                "latencies",
+                &self.latency.as_ref().map_or(0, DDSketch::count),
+            )
+            .field("clients", &self.clients.len())
+            .field("matches", &self.matches)
+            .finish()
+    }
+}
+
+impl KpiAgg {
+    fn empty() -> KpiAgg {
+        KpiAgg {
+            requests: 0,
+            errors_4xx: 0,
+            errors_5xx: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            latency: None,
+            clients: HashMap::new(),
+            principals: HashMap::new(),
+            matches: BTreeMap::new(),
+        }
+    }
+
+    fn add_event(&mut self, event: &ApiEvent, options: &KpiOptions) {
+        self.requests += 1;
+        let status = event.status.unwrap_or(0);
+        let (error, error_5xx) = ((400..600).contains(&status), (500..600).contains(&status));
+        self.errors_4xx += u64::from((400..500).contains(&status));
+        self.errors_5xx += u64::from(error_5xx);
+        self.request_bytes += event.request_bytes.unwrap_or(0);
+        self.response_bytes += event.response_bytes.unwrap_or(0);
+        if let Some(latency) = event.latency_ms.filter(|l| l.is_finite() && *l >= 0.0) {
+            self.latency
+                .get_or_insert_with(|| options.sketch())
+                .add(latency);
+        }
+        let counts = IdentityCounts {
+            requests: 1,
+            errors: u64::from(error),
+            errors_5xx: u64::from(error_5xx),
+        };
+        add_identity(&mut self.clients, &event.client, &counts);
+        if let Some(principal) = &event.principal {
+            add_identity(&mut self.principals, principal, &counts);
+        }
+    }
+
+    /// Adds another aggregate of the same route and window.
+    pub fn merge(&mut self, other: &KpiAgg) {
+        self.requests += other.requests;
+        self.errors_4xx += other.errors_4xx;
+        self.errors_5xx += other.errors_5xx;
+        self.request_bytes += other.request_bytes;
+        self.response_bytes += other.response_bytes;
+        if let Some(theirs) = &other.latency {
+            match &mut self.latency {
+                Some(ours) => {
+                    ours.merge(theirs)
+                        .expect("every sketch of a run has the same configuration");
+                }
+                None => self.latency = Some(theirs.clone()),
+            }
+        }
+        for (name, counts) in &other.clients {
+            add_identity(&mut self.clients, name, counts);
+        }
+        for (name, counts) in &other.principals {
+            add_identity(&mut self.principals, name, counts);
+        }
+        for (rule, n) in &other.matches {
+            *self.matches.entry(*rule).or_default() += n;
+        }
+    }
+}
+
+impl differential_dataflow::difference::IsZero for KpiAgg {
+    fn is_zero(&self) -> bool {
+        self.requests == 0 && self.matches.is_empty()
+    }
+}
+
+impl differential_dataflow::difference::Semigroup for KpiAgg {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.merge(rhs);
+    }
+}
+
+fn add_identity(map: &mut HashMap<String, IdentityCounts>, name: &str, counts: &IdentityCounts) {
+    match map.get_mut(name) {
+        Some(existing) => existing.add(counts),
+        None => {
+            map.insert(name.to_string(), *counts);
+        }
+    }
+}
+
+/// The key of a route's KPIs: service, `METHOD route`, window start.
+pub type KpiKey = (String, String, i64);
+
+/// Returns the route name KPIs use: the method and the route template.
+pub fn route_name(method: &str, route: &str) -> String {
+    format!("{method} {route}")
+}
+
+/// Sums one batch's events per service, route and window on the worker that read them.
+#[derive(Default)]
+pub struct KpiBatch {
+    routes: HashMap<String, HashMap<String, BTreeMap<i64, KpiAgg>>>,
+}
+
+impl KpiBatch {
+    /// Adds an event and the rules it matched.
+    pub fn add(
+        &mut self,
+        event: &ApiEvent,
+        matched: impl Iterator<Item = u32>,
+        options: &KpiOptions,
+    ) {
+        let pane = options.pane(event.time_ms);
+        let services = self.routes.entry(event.service.clone()).or_default();
+        let route = route_name(&event.method, &event.route);
+        let agg = services
+            .entry(route)
+            .or_default()
+            .entry(pane)
+            .or_insert_with(KpiAgg::empty);
+        agg.add_event(event, options);
+        for rule in matched {
+            *agg.matches.entry(rule).or_default() += 1;
+        }
+    }
+
+    /// Takes every aggregate of the batch.
+    pub fn drain(&mut self) -> impl Iterator<Item = (KpiKey, KpiAgg)> + '_ {
+        self.routes.drain().flat_map(|(service, routes)| {
+            routes.into_iter().flat_map(move |(route, panes)| {
+                let service = service.clone();
+                panes
+                    .into_iter()
+                    .map(move |(pane, agg)| ((service.clone(), route.clone(), pane), agg))
+            })
+        })
+    }
+}
+
+/// Every route's KPI windows over the kept horizon, on worker 0.
+pub struct KpiStore {
+    options: KpiOptions,
+    /// Rule id to its index, for the match counts.
+    rule_index: HashMap<String, u32>,
+    routes: HashMap<(String, String), BTreeMap<i64, KpiAgg>>,
+    /// Windows in which a route had findings, left out of baselines, with the earliest event
+    /// time at which a finding covered them.
+    marked: HashMap<(String, String), BTreeMap<i64, i64>>,
+    /// The first window each route had traffic in; a baseline never reaches before it.
+    first_pane: HashMap<(String, String), i64>,
+    /// How long windows are kept behind the watermark.
+    retention_ms: i64,
+}
+
+impl KpiStore {
+    /// Returns an empty store; `longest_rule_window_ms` sizes how long windows are kept.
+    pub fn new(options: KpiOptions, rule_ids: &[String], longest_rule_window_ms: u64) -> KpiStore {
+        let horizon = options.baseline_windows.max(options.horizon_windows) as i64 + 2;
+        KpiStore {
+            options,
+            rule_index: rule_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i as u32))
+                .collect(),
+            routes: HashMap::new(),
+            marked: HashMap::new(),
+            first_pane: HashMap::new(),
+            retention_ms: horizon * options.window_ms as i64 + 2 * longest_rule_window_ms as i64,
+        }
+    }
+
+    /// Adds an aggregate.
+    pub fn absorb(&mut self, key: KpiKey, agg: &KpiAgg) {
+        let (service, route, pane) = key;
+        let first = self
+            .first_pane
+            .entry((service.clone(), route.clone()))
+            .or_insert(pane);
+        *first = (*first).min(pane);
+        let panes = self.routes.entry((service, route)).or_default();
+        match panes.get_mut(&pane) {
+            Some(existing) => existing.merge(agg),
+            None => {
+                panes.insert(pane, agg.clone());
+            }
+        }
+    }
+
+    /// Drops windows older than the kept horizon behind the watermark.
+    pub fn prune(&mut self, watermark: i64) {
+        let keep_from = watermark.saturating_sub(self.retention_ms);
+        for panes in self.routes.values_mut() {
+            while panes.first_key_value().is_some_and(|(p, _)| *p < keep_from) {
+                panes.pop_first();
+            }
+        }
+        self.routes.retain(|_, panes| !panes.is_empty());
+        for panes in self.marked.values_mut() {
+            while panes.first_key_value().is_some_and(|(p, _)| *p < keep_from) {
+                panes.pop_first();
+            }
+        }
+        self.marked.retain(|_, panes| !panes.is_empty());
+    }
+
+    /// Returns a finding's impact, and marks its windows on its routes as attack windows for
+    /// later baselines.
+    pub fn impact(&mut self, finding: &Finding) -> Option<Impact> {
+        let rule = *self.rule_index.get(&finding.rule_id)?;
+        let start = parse_ms(&finding.window.start)?;
+        let end = parse_ms(&finding.window.end)?;
+        let during: Vec<i64> = self.panes_between(start, end);
+        let routes = self.affected_routes(finding, rule, &during);
+        let impacts: Vec<RouteImpact> = routes
+            .iter()
+            .map(|key| self.route_impact(finding, rule, key, &during, end))
+            .collect();
+        // A mark counts for a later baseline only once event time has passed the moment the
+        // finding was known (an early finding's last event, a final's window end), so every
+        // baseline is the same for the same input, however the workers interleave.
+        let known_at = match finding.phase {
+            crate::finding::Phase::Early => parse_ms(&finding.last_seen).unwrap_or(end),
+            crate::finding::Phase::Final => end,
+        };
+        for key in routes {
+            let panes = self.marked.entry(key).or_default();
+            for pane in &during {
+                let at = panes.entry(*pane).or_insert(known_at);
+                *at = (*at).min(known_at);
+            }
+        }
+        Some(Impact {
+            kpi_window_ms: self.options.window_ms,
+            relative_error: self.options.relative_error,
+            routes: impacts,
+        })
+    }
+
+    fn panes_between(&self, start: i64, end: i64) -> Vec<i64> {
+        let size = self.options.window_ms.max(1) as i64;
+        let mut pane = self.options.pane(start);
+        let mut out = Vec::new();
+        while pane < end {
+            out.push(pane);
+            pane += size;
+        }
+        out
+    }
+
+    /// Returns the routes of the finding's own evidence, the most frequent first; without
+    /// evidence, the routes the rule matched on during the windows, the most matched first.
+    fn affected_routes(
+        &self,
+        finding: &Finding,
+        rule: u32,
+        during: &[i64],
+    ) -> Vec<(String, String)> {
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for event in &finding.evidence {
+            let service = event.service.clone().unwrap_or_default();
+            let route = route_name(&event.method, event.route.as_deref().unwrap_or(&event.path));
+            *seen.entry((service, route)).or_default() += 1;
+        }
+        let mut from_evidence: Vec<((String, String), usize)> = seen
+            .into_iter()
+            .filter(|(key, _)| self.routes.contains_key(key))
+            .collect();
+        if !from_evidence.is_empty() {
+            from_evidence.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            return from_evidence
+                .into_iter()
+                .take(self.options.max_routes)
+                .map(|(key, _)| key)
+                .collect();
+        }
+        self.most_matched_routes(finding, rule, during)
+    }
+
+    fn most_matched_routes(
+        &self,
+        finding: &Finding,
+        rule: u32,
+        during: &[i64],
+    ) -> Vec<(String, String)> {
+        let mut counted: Vec<((String, String), u64)> = self
+            .routes
+            .iter()
+            .filter(|((service, _), _)| finding.service.as_deref().is_none_or(|s| s == service))
+            .map(|(key, panes)| {
+                let matches = during
+                    .iter()
+                    .filter_map(|p| panes.get(p))
+                    .map(|agg| agg.matches.get(&rule).copied().unwrap_or(0))
+                    .sum::<u64>();
+                (key.clone(), matches)
+            })
+            .filter(|(_, matches)| *matches > 0)
+            .collect();
+        if let Some(serde_json::Value::String(route)) = finding.group.get("route") {
+            counted.retain(|((_, name), _)| name.split_once(' ').is_some_and(|(_, r)| r == route));
+        }
+        counted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        counted
+            .into_iter()
+            .take(self.options.max_routes)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    fn route_impact(
+        &self,
+        finding: &Finding,
+        rule: u32,
+        key: &(String, String),
+        during: &[i64],
+        end: i64,
+    ) -> RouteImpact {
+        let empty = BTreeMap::new();
+        let panes = self.routes.get(key).unwrap_or(&empty);
+        let marked = self.marked.get(key);
+        let first = during.first().copied().unwrap_or(0);
+
+        let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
+        let during_summary = summarize(&during_aggs, during.len());
+        // The baseline is the N windows before the finding's, by time: windows without
+        // traffic count (as zero requests), windows with findings on the route do not.
+        let size = self.options.window_ms as i64;
+        let earliest = self.first_pane.get(key).copied().unwrap_or(first);
+        let from = (first - self.options.baseline_windows as i64 * size)
+            .max(earliest)
+            .min(first);
+        let unmarked =
+            |pane: &i64| marked.is_none_or(|m| m.get(pane).is_none_or(|at| *at >= end));
+        let baseline_count = (0..self.options.baseline_windows as i64)
+            .map(|i| from + i * size)
+            .take_while(|pane| *pane < first)
+            .filter(unmarked)
+            .count();
+        let baseline_panes: Vec<&KpiAgg> = panes
+            .range(from..first)
+            .filter(|(p, _)| unmarked(p))
+            .map(|(_, agg)| agg)
+            .collect();
+        let baseline = (baseline_count > 0).then(|| summarize(&baseline_panes, baseline_count));
+        let change = baseline
+            .as_ref()
+            .map(|b| changes(&during_summary, b))
+            .unwrap_or_default();
+
+        RouteImpact {
+            service: key.0.clone(),
+            route: key.1.clone(),
+            from_group: group_share(finding, &during_aggs),
+            correlation: self.correlation(rule, panes, during),
+            series: self.series(rule, panes, during),
+            baseline_windows: baseline_count,
+            baseline,
+            change,
+            during: during_summary,
+        }
+    }
+
+    /// The horizon's windows: those ending with the finding's last window.
+    fn horizon<'a>(
+        &self,
+        panes: &'a BTreeMap<i64, KpiAgg>,
+        during: &[i64],
+    ) -> Vec<(i64, &'a KpiAgg)> {
+        let last = during.last().copied().unwrap_or(0);
+        let size = self.options.window_ms as i64;
+        let from = last - (self.options.horizon_windows as i64 - 1) * size;
+        panes.range(from..=last).map(|(p, a)| (*p, a)).collect()
+    }
+
+    fn correlation(&self, rule: u32, panes: &BTreeMap<i64, KpiAgg>, during: &[i64]) -> Correlation {
+        let horizon = self.horizon(panes, during);
+        let windows = horizon.len();
+        let matches: Vec<f64> = horizon
+            .iter()
+            .map(|(_, a)| a.matches.get(&rule).copied().unwrap_or(0) as f64)
+            .collect();
+        let enough = windows >= self.options.min_correlation_windows;
+        let coefficient = |values: Vec<Option<f64>>| -> Option<f64> {
+            if !enough {
+                return None;
+            }
+            let pairs: Vec<(f64, f64)> = matches
+                .iter()
+                .zip(values)
+                .filter_map(|(x, y)| y.map(|y| (*x, y)))
+                .collect();
+            (pairs.len() >= self.options.min_correlation_windows)
+                .then(|| pearson(&pairs))
+                .flatten()
+                .map(round4)
+        };
+        Correlation {
+            windows,
+            requests: coefficient(
+                horizon
+                    .iter()
+                    .map(|(_, a)| Some(a.requests as f64))
+                    .collect(),
+            ),
+            error_rate: coefficient(horizon.iter().map(|(_, a)| Some(error_rate(a))).collect()),
+            p99_ms: coefficient(
+                horizon
+                    .iter()
+                    .map(|(_, a)| quantile(a.latency.as_ref(), 0.99))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn series(&self, rule: u32, panes: &BTreeMap<i64, KpiAgg>, during: &[i64]) -> Vec<SeriesPoint> {
+        self.horizon(panes, during)
+            .into_iter()
+            .map(|(pane, agg)| SeriesPoint {
+                start: format_seconds(pane),
+                start_ms: pane,
+                matches: agg.matches.get(&rule).copied().unwrap_or(0),
+                requests: agg.requests,
+                error_rate: round4(error_rate(agg)),
+                p99_ms: quantile(agg.latency.as_ref(), 0.99).map(round4),
+                in_finding: during.contains(&pane),
+            })
+            .collect()
+    }
+}
+
+fn parse_ms(rfc3339: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn error_rate(agg: &KpiAgg) -> f64 {
+    if agg.requests == 0 {
+        0.0
+    } else {
+        (agg.errors_4xx + agg.errors_5xx) as f64 / agg.requests as f64
+    }
+}
+
+fn quantile(sketch: Option<&DDSketch>, q: f64) -> Option<f64> {
+    sketch.and_then(|s| s.quantile(q).ok().flatten())
+}
+
+fn round4(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
+/// Sums aggregates into a summary; `windows` is the number of windows they stand for.
+fn summarize(aggs: &[&KpiAgg], windows: usize) -> KpiSummary {
+    let mut total = KpiAgg::empty();
+    for agg in aggs {
+        total.requests += agg.requests;
+        total.errors_4xx += agg.errors_4xx;
+        total.errors_5xx += agg.errors_5xx;
+        total.request_bytes += agg.request_bytes;
+        total.response_bytes += agg.response_bytes;
+        if let Some(theirs) = &agg.latency {
+            match &mut total.latency {
+                Some(ours) => ours
+                    .merge(theirs)
+                    .expect("every sketch of a run has the same configuration"),
+                None => total.latency = Some(theirs.clone()),
+            }
+        }
+    }
+    let rate = |n: u64| {
+        if total.requests == 0 {
+            0.0
+        } else {
+            round4(n as f64 / total.requests as f64)
+        }
+    };
+    KpiSummary {
+        requests: total.requests,
+        requests_per_window: round4(total.requests as f64 / windows.max(1) as f64),
+        errors_4xx: total.errors_4xx,
+        errors_5xx: total.errors_5xx,
+        error_4xx_rate: rate(total.errors_4xx),
+        error_5xx_rate: rate(total.errors_5xx),
+        p50_ms: quantile(total.latency.as_ref(), 0.50).map(round4),
+        p95_ms: quantile(total.latency.as_ref(), 0.95).map(round4),
+        p99_ms: quantile(total.latency.as_ref(), 0.99).map(round4),
+        request_bytes: total.request_bytes,
+        response_bytes: total.response_bytes,
+    }
+}
+
+fn changes(during: &KpiSummary, baseline: &KpiSummary) -> BTreeMap<String, KpiChange> {
+    let mut out = BTreeMap::new();
+    let mut put = |name: &str, now: Option<f64>, before: Option<f64>| {
+        if let (Some(now), Some(before)) = (now, before) {
+            let absolute = round4(now - before);
+            let relative = (before != 0.0).then(|| round4((now - before) / before));
+            out.insert(name.to_string(), KpiChange { absolute, relative });
+        }
+    };
+    put(
+        "requests_per_window",
+        Some(during.requests_per_window),
+        Some(baseline.requests_per_window),
+    );
+    put(
+        "error_4xx_rate",
+        Some(during.error_4xx_rate),
+        Some(baseline.error_4xx_rate),
+    );
+    put(
+        "error_5xx_rate",
+        Some(during.error_5xx_rate),
+        Some(baseline.error_5xx_rate),
+    );
+    put("p50_ms", during.p50_ms, baseline.p50_ms);
+    put("p95_ms", during.p95_ms, baseline.p95_ms);
+    put("p99_ms", during.p99_ms, baseline.p99_ms);
+    out
+}
+
+/// The share of the windows' traffic from the finding's client, or else its principal.
+fn group_share(finding: &Finding, aggs: &[&KpiAgg]) -> Option<GroupShare> {
+    let (field, value) =
+        ["client", "principal"]
+            .iter()
+            .find_map(|field| match finding.group.get(*field) {
+                Some(serde_json::Value::String(value)) => Some((*field, value.clone())),
+                _ => None,
+            })?;
+    let mut counts = IdentityCounts::default();
+    let (mut requests, mut errors, mut errors_5xx) = (0u64, 0u64, 0u64);
+    for agg in aggs {
+        let map = if field == "client" {
+            &agg.clients
+        } else {
+            &agg.principals
+        };
+        if let Some(c) = map.get(&value) {
+            counts.add(c);
+        }
+        requests += agg.requests;
+        errors += agg.errors_4xx + agg.errors_5xx;
+        errors_5xx += agg.errors_5xx;
+    }
+    let share = |part: u64, whole: u64| (whole > 0).then(|| round4(part as f64 / whole as f64));
+    Some(GroupShare {
+        field: field.to_string(),
+        value,
+        requests: counts.requests,
+        errors: counts.errors,
+        errors_5xx: counts.errors_5xx,
+        requests_share: share(counts.requests, requests),
+        errors_share: share(counts.errors, errors),
+        errors_5xx_share: share(counts.errors_5xx, errors_5xx),
+    })
+}
+
+/// Returns Pearson's correlation coefficient, or `None` when either series is constant.
+pub fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
+    let n = pairs.len() as f64;
+    if pairs.len() < 2 {
+        return None;
+    }
+    let mean_x = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in pairs {
+        sxy += (x - mean_x) * (y - mean_y);
+        sxx += (x - mean_x) * (x - mean_x);
+        syy += (y - mean_y) * (y - mean_y);
+    }
+    if sxx <= f64::EPSILON || syy <= f64::EPSILON {
+        return None;
+    }
+    Some(sxy / (sxx.sqrt() * syy.sqrt()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pearson_of_known_series() {
+        let rising: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 2.0 * i as f64 + 1.0)).collect();
+        assert_eq!(pearson(&rising).map(round4), Some(1.0));
+        let falling: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, -(i as f64))).collect();
+        assert_eq!(pearson(&falling).map(round4), Some(-1.0));
+        let flat: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 3.0)).collect();
+        assert_eq!(pearson(&flat), None);
+    }
+
+    #[test]
+    fn panes_align_to_the_window() {
+        let options = KpiOptions::default();
+        assert_eq!(options.pane(125_000), 120_000);
+        assert_eq!(options.pane(-1), -60_000);
+    }
+}
