@@ -13,7 +13,10 @@
 //! reaches worker 0. An early finding sees the KPIs so far; a final one sees complete windows,
 //! late events within the allowed lateness included, because the output operator waits for the
 //! frontier of the KPI stream as well. Windows in which a route had findings are marked and
-//! left out of later baselines, so an ongoing attack never becomes its own baseline.
+//! left out of later baselines, so an ongoing attack never becomes its own baseline: windows
+//! of findings that name attackers (grouped by client or principal) for every rule, windows of
+//! route-wide findings (a share of errors, many clients on one route) for their own rule, so
+//! one noisy route-wide rule cannot empty every other rule's baseline.
 //!
 //! NOTE: the store lives on worker 0 only. Aggregation runs on every worker, but the store and
 //! the impact computation do not scale with workers, and their memory grows with the number of
@@ -297,15 +300,26 @@ impl KpiBatch {
     }
 }
 
+/// A finding's claim on a KPI window of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    rule: u32,
+    /// The earliest event time at which a finding of the rule covered the window.
+    known_at: i64,
+    /// Whether the finding names attackers (a client or principal group) rather than a whole
+    /// route: such a window is an attack window for every rule's baseline, while a route-wide
+    /// finding (a share of errors, many clients on one route) only for its own rule's.
+    targeted: bool,
+}
+
 /// Every route's KPI windows over the kept horizon, on worker 0.
 pub struct KpiStore {
     options: KpiOptions,
     /// Rule id to its index, for the match counts.
     rule_index: HashMap<String, u32>,
     routes: HashMap<(String, String), BTreeMap<i64, KpiAgg>>,
-    /// Windows in which a route had findings, left out of baselines, with the earliest event
-    /// time at which a finding covered them.
-    marked: HashMap<(String, String), BTreeMap<i64, i64>>,
+    /// Windows in which a route had findings, left out of baselines.
+    marked: HashMap<(String, String), BTreeMap<i64, Vec<Mark>>>,
     /// The first window each route had traffic in; a baseline never reaches before it.
     first_pane: HashMap<(String, String), i64>,
     /// How long windows are kept behind the watermark.
@@ -383,11 +397,24 @@ impl KpiStore {
             crate::finding::Phase::Early => parse_ms(&finding.last_seen).unwrap_or(end),
             crate::finding::Phase::Final => end,
         };
+        let targeted = ["client", "principal"]
+            .iter()
+            .any(|field| finding.group.contains_key(*field));
         for key in routes {
             let panes = self.marked.entry(key).or_default();
             for pane in &during {
-                let at = panes.entry(*pane).or_insert(known_at);
-                *at = (*at).min(known_at);
+                let marks = panes.entry(*pane).or_default();
+                match marks
+                    .iter_mut()
+                    .find(|m| m.rule == rule && m.targeted == targeted)
+                {
+                    Some(mark) => mark.known_at = mark.known_at.min(known_at),
+                    None => marks.push(Mark {
+                        rule,
+                        known_at,
+                        targeted,
+                    }),
+                }
             }
         }
         Some(Impact {
@@ -490,8 +517,10 @@ impl KpiStore {
         let from = (first - self.options.baseline_windows as i64 * size)
             .max(earliest)
             .min(first);
-        let unmarked =
-            |pane: &i64| marked.is_none_or(|m| m.get(pane).is_none_or(|at| *at >= end));
+        let claims = |mark: &Mark| mark.known_at < end && (mark.targeted || mark.rule == rule);
+        let unmarked = |pane: &i64| {
+            marked.is_none_or(|m| m.get(pane).is_none_or(|marks| !marks.iter().any(claims)))
+        };
         let baseline_count = (0..self.options.baseline_windows as i64)
             .map(|i| from + i * size)
             .take_while(|pane| *pane < first)
