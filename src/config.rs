@@ -403,6 +403,35 @@ outputs:
     }
 
     #[test]
+    fn kpi_settings_parse_and_check() {
+        let text = "sources: [{file: {paths: [a.log]}}]\nkpi: {window: 5m, baseline_windows: 12, relative_error: 0.02}\n";
+        let config: Config = serde_norway::from_str(text).unwrap();
+        let options = config.kpi.options().unwrap();
+        assert_eq!(options.window_ms, 300_000);
+        assert_eq!(options.baseline_windows, 12);
+        assert_eq!(options.horizon_windows, 30);
+        assert_eq!(options.relative_error, 0.02);
+        let mut bad = config.kpi.clone();
+        bad.relative_error = 0.5;
+        assert_eq!(
+            bad.options().unwrap_err().to_string(),
+            "invalid kpi.relative_error 0.5: use 0.0001 to 0.1, such as 0.01 for 1%"
+        );
+        let mut bad = config.kpi.clone();
+        bad.window = HumanDuration(10);
+        assert_eq!(
+            bad.options().unwrap_err().to_string(),
+            "invalid kpi.window 10ms: use at least 1s, such as 1m"
+        );
+        let err = serde_norway::from_str::<Config>(
+            "sources: [{file: {paths: [a.log]}}]\nkpi: {windw: 1m}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `windw`"), "{err}");
+    }
+
+    #[test]
     fn parse_rejects_unknown_key() {
         let text = "sources: [{file: {paths: [a.log]}}]\noutput: {}\n";
         let err = serde_norway::from_str::<Config>(text)
