@@ -3,6 +3,7 @@
 //! Sources read records and decode them into events for the dataflow driver; sinks take what
 //! the dataflow emits (findings and dead letters) to the console, files and webhooks.
 
+pub mod chart;
 pub mod decode;
 pub mod delivery;
 pub mod encode;

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use feedloop_connectors::chart;
 use feedloop_connectors::delivery::github::{GithubConfig, GithubReceiver};
 use feedloop_connectors::delivery::render::{self, Redaction};
 use feedloop_connectors::delivery::{
     ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering, Target,
 };
+use feedloop_pipeline::impact::{Impact, RouteImpact};
 use feedloop_pipeline::Finding;
 use feedloop_testkit::github::{primary_rate_limit, secondary_rate_limit, unix_now, GithubMock};
 use feedloop_testkit::{Fault, Reply};
@@ -1179,4 +1181,55 @@ fn opened_again_comments_on_open_issue() {
              - **Severity:** high\n- **Fingerprint:** {KEY}\n\n<!-- {MARKER} -->"
         )
     );
+}
+
+/// Returns the impact of the example credential-stuffing route on `POST /login`.
+fn impact() -> Impact {
+    let route: RouteImpact =
+        serde_json::from_str(include_str!("../../examples/impact/route.json")).unwrap();
+    Impact {
+        kpi_window_ms: 60_000,
+        relative_error: 0.01,
+        routes: vec![route],
+    }
+}
+
+/// Applies an opened and an updated change and returns the issue body and its comment.
+fn body_and_comment(notice: &Notice) -> (String, String) {
+    let mock = start_mock();
+    let mut receiver = receiver(base_config(&mock));
+    let mut progress = Recorder::new(&mock);
+    let created = applied(
+        receiver
+            .apply(notice, None, Rendering::Full, &mut progress)
+            .unwrap(),
+    );
+    let mut update = notice.clone();
+    update.kind = ChangeKind::Updated;
+    receiver
+        .apply(&update, Some(&created), Rendering::Full, &mut progress)
+        .unwrap();
+    let issue = mock.repo(REPO).issue(1).cloned().unwrap();
+    (issue.body, issue.comments[0].clone())
+}
+
+#[test]
+fn impact_adds_text_chart_to_body_and_comments() {
+    let (plain_body, plain_comment) = body_and_comment(&notice(ChangeKind::Opened));
+    let mut charted = notice(ChangeKind::Opened);
+    charted.findings[0].impact = Some(impact());
+    let (body, comment) = body_and_comment(&charted);
+
+    let text = chart::text_chart(&impact().routes[0]);
+    assert!(text.contains("0 to 302 per window"), "{text}");
+    let section = format!("\n**Impact**\n\n```text\n{text}\n```\n");
+    assert!(body.contains(&section), "{body}");
+    assert!(comment.contains(&section), "{comment}");
+    assert!(
+        body.find(&section) < body.find("| time |"),
+        "the chart comes before the evidence: {body}"
+    );
+    assert_eq!(body.replacen(&section, "", 1), plain_body);
+    assert_eq!(comment.replacen(&section, "", 1), plain_comment);
+    assert!(!plain_body.contains("**Impact**"), "{plain_body}");
 }

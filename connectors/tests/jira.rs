@@ -6,12 +6,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use feedloop_connectors::chart;
 use feedloop_connectors::delivery::jira::{
     marker_label, JiraConfig, JiraReceiver, SUMMARY_MAX_CHARS, TEXT_MAX_CHARS,
 };
 use feedloop_connectors::delivery::{
     ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering, Target,
 };
+use feedloop_pipeline::impact::{Impact, RouteImpact};
 use feedloop_pipeline::Finding;
 use feedloop_testkit::jira::{error_body, FieldSpec, Flavour, MockJira, Setup, TOO_LONG};
 use feedloop_testkit::{query_pairs, Fault, Reply};
@@ -1052,6 +1054,101 @@ fn attach_uploads_multipart_png() {
         assert_eq!(attachments[0].content_type, "image/png");
         assert_eq!(attachments[0].bytes, png);
     }
+}
+
+/// Returns the impact of the example credential-stuffing route on `POST /login`.
+fn impact() -> Impact {
+    let route: RouteImpact =
+        serde_json::from_str(include_str!("../../examples/impact/route.json")).unwrap();
+    Impact {
+        kpi_window_ms: 60_000,
+        relative_error: 0.01,
+        routes: vec![route],
+    }
+}
+
+fn notice_with_impact(kind: ChangeKind) -> Notice {
+    let mut notice = notice(kind);
+    notice.findings[0].impact = Some(impact());
+    notice
+}
+
+#[test]
+fn create_attaches_impact_chart_once() {
+    for flavour in [Flavour::Cloud, Flavour::DataCenter] {
+        let (jira, mut receiver) = start(setup(flavour), "");
+        let opened = notice_with_impact(ChangeKind::Opened);
+        let (effect, recorder) = apply(&mut receiver, &opened, None, Rendering::Full);
+        let Ok(Effect::Applied(remote)) = effect else {
+            panic!("{flavour:?}: create failed: {effect:?}");
+        };
+        assert_eq!(recorder.created, std::slice::from_ref(&remote));
+        let api = prefix(flavour);
+        assert_eq!(
+            jira.server().lines(),
+            [
+                format!("POST {api}/issue"),
+                format!("POST {api}/issue/PAY-1/attachments"),
+            ]
+        );
+        let attachments = jira.issue("PAY-1").attachments;
+        assert_eq!(attachments.len(), 1, "{flavour:?}");
+        assert_eq!(attachments[0].file_name, "impact-PAY-1.png");
+        assert_eq!(attachments[0].content_type, "image/png");
+        let route = &impact().routes[0];
+        let expected = chart::render_png(
+            "Repeated failed logins: POST /login on accounts",
+            route,
+            chart::DEFAULT_WIDTH,
+            chart::DEFAULT_HEIGHT,
+        )
+        .unwrap();
+        assert!(attachments[0].bytes == expected, "{flavour:?}: other PNG");
+
+        let updated = notice_with_impact(ChangeKind::Updated);
+        let (effect, _) = apply(&mut receiver, &updated, Some(&remote), Rendering::Full);
+        assert!(effect.is_ok(), "{effect:?}");
+        assert_eq!(
+            jira.server().lines().last().unwrap(),
+            &format!("POST {api}/issue/PAY-1/comment")
+        );
+        assert_eq!(jira.issue("PAY-1").attachments.len(), 1, "{flavour:?}");
+    }
+}
+
+#[test]
+fn failed_attachment_keeps_the_created_issue() {
+    let (jira, mut receiver) = start(Setup::cloud(), "");
+    jira.server().fail(
+        Fault::next(1, Reply::json(503, json!({"errorMessages": ["busy"]})))
+            .on("POST", "/rest/api/3/issue/PAY-1/attachments"),
+    );
+    let opened = notice_with_impact(ChangeKind::Opened);
+    let (effect, recorder) = apply(&mut receiver, &opened, None, Rendering::Full);
+
+    let Ok(Effect::Applied(remote)) = effect else {
+        panic!("create failed: {effect:?}");
+    };
+    assert_eq!(remote.id, "PAY-1");
+    assert_eq!(recorder.created, [remote]);
+    assert_eq!(
+        jira.server().lines(),
+        [
+            "POST /rest/api/3/issue",
+            "POST /rest/api/3/issue/PAY-1/attachments"
+        ]
+    );
+    assert_eq!(jira.issues().len(), 1);
+    assert!(jira.issue("PAY-1").attachments.is_empty());
+}
+
+#[test]
+fn minimal_create_attaches_no_chart() {
+    let (jira, mut receiver) = start(Setup::cloud(), "");
+    let opened = notice_with_impact(ChangeKind::Opened);
+    let (effect, _) = apply(&mut receiver, &opened, None, Rendering::Minimal);
+    assert!(effect.is_ok(), "{effect:?}");
+    assert_eq!(jira.server().lines(), ["POST /rest/api/3/issue"]);
 }
 
 #[test]

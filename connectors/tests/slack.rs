@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use feedloop_connectors::chart;
 use feedloop_connectors::delivery::render;
 use feedloop_connectors::delivery::slack::{SlackConfig, SlackReceiver};
 use feedloop_connectors::delivery::{
     ChangeKind, DeliveryError, Effect, GroupInfo, Notice, Progress, Receiver, Remote, Rendering,
     Target,
 };
+use feedloop_pipeline::impact::{Impact, RouteImpact};
 use feedloop_pipeline::Finding;
 use feedloop_testkit::slack::{SlackMock, OPS_CHANNEL, PRIVATE_CHANNEL, TOKEN, WEBHOOK_PATH};
 use feedloop_testkit::{Fault, Reply};
@@ -1199,4 +1201,69 @@ fn secrets_stay_out_of_debug_and_errors() {
     assert!(matches!(err, DeliveryError::Retry { .. }), "{err:?}");
     assert!(!format!("{err:?}").contains(secret), "{err:?}");
     assert!(!format!("{err:?}").contains("/services/"), "{err:?}");
+}
+
+/// Returns the impact of the example credential-stuffing route on `POST /login`.
+fn impact() -> Impact {
+    let route: RouteImpact =
+        serde_json::from_str(include_str!("../../examples/impact/route.json")).unwrap();
+    Impact {
+        kpi_window_ms: 60_000,
+        relative_error: 0.01,
+        routes: vec![route],
+    }
+}
+
+/// Posts the notice's opening message through the Web API and returns its blocks.
+fn opened_blocks(notice: &Notice) -> Vec<Value> {
+    let mock = SlackMock::start();
+    let mut receiver = web_api(&mock);
+    applied(apply(&mut receiver, notice, None, Rendering::Full).0);
+    mock.requests()[0].json()["blocks"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn impact_adds_text_chart_block() {
+    let plain = opened_blocks(&notice(ChangeKind::Opened));
+    let mut charted_notice = notice(ChangeKind::Opened);
+    charted_notice.findings[0].impact = Some(impact());
+    let charted = opened_blocks(&charted_notice);
+
+    let text = chart::text_chart(&impact().routes[0]);
+    assert!(text.contains("0 to 302 per window"), "{text}");
+    let section = json!({
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": format!("*Impact*\n```\n{text}\n```")},
+    });
+    let mut expected = plain.clone();
+    expected.insert(3, section.clone());
+    assert_eq!(charted, expected, "the chart goes before the evidence");
+    assert!(!texts(&Value::Array(plain))
+        .iter()
+        .any(|t| t.starts_with("*Impact*")));
+
+    let mock = SlackMock::start();
+    let mut receiver = web_api(&mock);
+    let (result, _) = apply(&mut receiver, &charted_notice, None, Rendering::Full);
+    let remote = applied(result);
+    let mut update = charted_notice.clone();
+    update.kind = ChangeKind::Updated;
+    applied(apply(&mut receiver, &update, Some(&remote), Rendering::Full).0);
+    let edit = mock.requests()[1].json();
+    assert!(
+        edit["blocks"].as_array().unwrap().contains(&section),
+        "the edit keeps the chart: {edit}"
+    );
+
+    let mock = SlackMock::start();
+    let mut receiver = webhook(&mock);
+    applied(apply(&mut receiver, &charted_notice, None, Rendering::Full).0);
+    let posted = mock.requests()[0].json();
+    assert!(
+        posted["blocks"].as_array().unwrap().contains(&section),
+        "{posted}"
+    );
 }

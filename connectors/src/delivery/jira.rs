@@ -6,6 +6,8 @@
 //! project's workflow by transition name, then comments why. Two API flavours exist: Jira Cloud
 //! (REST v3, Basic auth with an account email and API token, rich text as Atlassian Document
 //! Format) and Jira Data Center (REST v2, a personal access token as Bearer, wiki markup).
+//! When the finding carries KPI impact, a full create also attaches the PNG chart of its most
+//! affected route as `impact-<KEY>.png`, after the issue is recorded.
 //!
 //! Every issue carries the labels `feedloop`, the rule id and [`render::marker`] of the
 //! notice key. [`JiraReceiver::recover`] searches for that marker label. The engine calls it
@@ -43,6 +45,7 @@ use self::document::{Document, Format};
 use super::http::{self, HttpClient, Reply, Request};
 use super::render::{self, Redaction, Template};
 use super::{ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering};
+use crate::chart;
 use crate::sink::webhook::Secret;
 
 /// Jira's limit for an issue summary, in characters.
@@ -528,7 +531,48 @@ impl JiraReceiver {
         // Recorded before anything else is sent, so a later failure cannot cause a second
         // create.
         progress.created(&remote);
+        if rendering == Rendering::Full {
+            self.attach_chart(key, finding);
+        }
         Ok(Effect::Applied(remote))
+    }
+
+    /// Attaches the impact chart of the finding's most affected route to a new issue as
+    /// `impact-<issue key>.png`; does nothing for a finding without impact.
+    ///
+    /// The issue is recorded by then, so a failure is logged and the create still counts as
+    /// applied. An error here would make the engine retry the change, and the retry would
+    /// find the recorded issue and comment on it instead of creating or attaching anything.
+    // NOTE: the upload is tried once. A failed upload, or a stop between the create and the
+    // upload, leaves the issue without its chart.
+    fn attach_chart(&self, key: &str, finding: &Finding) {
+        let Some(route) = finding
+            .impact
+            .as_ref()
+            .and_then(|impact| impact.routes.first())
+        else {
+            return;
+        };
+        let title = render::clean(&format!(
+            "{}: {} on {}",
+            finding.title, route.route, route.service
+        ));
+        let file_name = format!("impact-{key}.png");
+        let attached =
+            chart::render_png(&title, route, chart::DEFAULT_WIDTH, chart::DEFAULT_HEIGHT)
+                .map_err(|err| err.to_string())
+                .and_then(|png| {
+                    self.attach(key, &file_name, &png)
+                        .map_err(|err| err.to_string())
+                });
+        if let Err(err) = attached {
+            tracing::warn!(
+                receiver = %self.name,
+                issue = %key,
+                error = %err,
+                "failed to attach the impact chart; the issue stays without it"
+            );
+        }
     }
 
     fn browse_url(&self, key: &str) -> String {

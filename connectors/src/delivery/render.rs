@@ -413,6 +413,44 @@ pub fn facts(notice: &Notice, finding: &Finding) -> Vec<(&'static str, String)> 
     facts
 }
 
+/// The maximum routes whose text chart a message shows; the rest are counted in a note.
+pub const IMPACT_MAX_ROUTES: usize = 3;
+
+/// The maximum characters of one text chart line, so a huge route template cannot push the
+/// rest of a message out.
+pub const IMPACT_LINE_MAX_CHARS: usize = 300;
+
+/// Returns the text charts of a finding's first `max_routes` affected routes (the most
+/// affected first), separated by blank lines, with a note counting the routes left out.
+/// Returns `None` when the finding has no impact or no affected route.
+///
+/// Each line has control and bidi characters escaped, backticks replaced by `'` and at most
+/// [`IMPACT_LINE_MAX_CHARS`] characters, so the text can sit inside a code block. Characters
+/// a medium reserves elsewhere, such as Slack's `&`, `<` and `>`, are the caller's to escape.
+pub fn impact_text(finding: &Finding, max_routes: usize) -> Option<String> {
+    let routes = &finding.impact.as_ref()?.routes;
+    if routes.is_empty() || max_routes == 0 {
+        return None;
+    }
+    let mut charts: Vec<String> = routes
+        .iter()
+        .take(max_routes)
+        .map(|route| {
+            crate::chart::text_chart(route)
+                .lines()
+                .map(|line| truncate(&clean(line).replace('`', "'"), IMPACT_LINE_MAX_CHARS))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    let left_out = routes.len().saturating_sub(max_routes);
+    if left_out > 0 {
+        let noun = if left_out == 1 { "route" } else { "routes" };
+        charts.push(format!("({left_out} more affected {noun} not shown)"));
+    }
+    Some(charts.join("\n\n"))
+}
+
 /// The evidence table's column names.
 pub const EVIDENCE_COLUMNS: [&str; 6] =
     ["time", "client", "request", "status", "principal", "match"];
@@ -449,7 +487,8 @@ pub fn marker(key: &str) -> String {
     format!("feedloop-{}", &key[..key.len().min(16)])
 }
 
-/// Renders a Markdown body: facts, evidence table and the fingerprint marker.
+/// Renders a Markdown body: facts, the impact's text charts, the evidence table and the
+/// fingerprint marker.
 pub fn markdown(notice: &Notice, finding: &Finding, intro: Option<&str>) -> String {
     let mut out = String::new();
     if let Some(intro) = intro {
@@ -464,6 +503,11 @@ pub fn markdown(notice: &Notice, finding: &Finding, intro: Option<&str>) -> Stri
             _ => markdown_escape(&value),
         };
         writeln!(out, "- **{label}:** {value}").expect("writing to a String cannot fail");
+    }
+    if let Some(impact) = impact_text(finding, IMPACT_MAX_ROUTES) {
+        // Before the evidence, so a body cut to a receiver's limit loses evidence rows first.
+        write!(out, "\n**Impact**\n\n```text\n{impact}\n```\n")
+            .expect("writing to a String cannot fail");
     }
     let rows = evidence_rows(finding);
     if !rows.is_empty() {
@@ -684,6 +728,44 @@ mod tests {
             body.contains("- **Group:** `client=203.0.113.9, principal=alice, route=/x @org/team ![i](https://e.test/p.png) 'a'`\n"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn impact_text_cleans_and_counts_routes() {
+        let mut hostile = crate::chart::tests::attack_route();
+        hostile.route = format!("/a`b\u{202e}c/{}", "p".repeat(400));
+        let mut finding = finding();
+        assert_eq!(impact_text(&finding, IMPACT_MAX_ROUTES), None);
+        finding.impact = Some(feedloop_pipeline::Impact {
+            kpi_window_ms: 60_000,
+            relative_error: 0.01,
+            routes: vec![hostile, crate::chart::tests::attack_route()],
+        });
+
+        let text = impact_text(&finding, 1).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("/a'b\\u{202e}c/ppp"), "{}", lines[0]);
+        assert_eq!(lines[0].chars().count(), IMPACT_LINE_MAX_CHARS);
+        assert_eq!(lines[5], "");
+        assert_eq!(lines[6], "(1 more affected route not shown)");
+        assert_eq!(lines.len(), 7);
+
+        let both = impact_text(&finding, IMPACT_MAX_ROUTES).unwrap();
+        assert!(
+            both.contains("\n\nPOST /login on accounts: 40 windows"),
+            "{both}"
+        );
+        assert!(!both.contains("not shown"), "{both}");
+        let body = markdown(&notice_with(&finding), &finding, None);
+        let impact_at = body.find("\n**Impact**\n\n```text\n").unwrap();
+        assert!(impact_at < body.find("| time |").unwrap(), "{body}");
+    }
+
+    fn notice_with(finding: &Finding) -> Notice {
+        Notice {
+            findings: vec![finding.clone()],
+            ..notice()
+        }
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! and group values can never form a mention such as `<!channel>` or a link. Texts are cut to
 //! Slack's limits after escaping, so no block exceeds what Slack accepts. The header is
 //! `plain_text` and is only cut. The evidence is a code block of whole lines, and the lines
-//! that do not fit are counted in a note instead of being cut mid-line.
+//! that do not fit are counted in a note instead of being cut mid-line. A finding with KPI
+//! impact gets a code block of text charts before the evidence, with fewer routes when the
+//! charts of all do not fit one section.
 
 use serde_json::{json, Value};
+
+use feedloop_pipeline::Finding;
 
 use super::{
     FALLBACK_TEXT_CHARS, MAX_BLOCKS, MAX_FIELDS, MAX_FIELD_CHARS, MAX_HEADER_CHARS,
@@ -132,7 +136,8 @@ pub(super) fn reply_text(notice: &Notice, status: Status) -> String {
     escape_within(&text, FALLBACK_TEXT_CHARS)
 }
 
-/// Returns the Block Kit blocks: header, optional intro, facts, context and evidence.
+/// Returns the Block Kit blocks: header, optional intro, facts, context, the impact's text
+/// charts and evidence.
 pub(super) fn blocks(notice: &Notice, label: &str, title: &str, intro: Option<&str>) -> Vec<Value> {
     let finding = notice.finding();
     let header = render::truncate(&format!("{label}: {title}"), MAX_HEADER_CHARS);
@@ -147,6 +152,9 @@ pub(super) fn blocks(notice: &Notice, label: &str, title: &str, intro: Option<&s
     }
     blocks.push(fields_block(notice));
     blocks.push(context_block(notice));
+    if let Some(impact) = impact_text(finding) {
+        blocks.push(section(impact));
+    }
     if let Some(evidence) = evidence_text(&render::evidence_rows(finding)) {
         blocks.push(section(evidence));
     }
@@ -198,6 +206,21 @@ fn context_block(notice: &Notice) -> Value {
         .map(|line| json!({"type": "mrkdwn", "text": escape_within(line, MAX_SECTION_CHARS)}))
         .collect();
     json!({"type": "context", "elements": elements})
+}
+
+/// Returns the text charts of the finding's impact as a code block that fits one section,
+/// showing fewer routes when more do not fit, or `None` without impact.
+fn impact_text(finding: &Finding) -> Option<String> {
+    let (open, close) = ("*Impact*\n```\n", "\n```");
+    let room = MAX_SECTION_CHARS - open.len() - close.len();
+    let mut routes = render::IMPACT_MAX_ROUTES;
+    loop {
+        let charts = render::impact_text(finding, routes)?;
+        if escape(&charts).chars().count() <= room || routes == 1 {
+            return Some(format!("{open}{}{close}", escape_within(&charts, room)));
+        }
+        routes -= 1;
+    }
 }
 
 /// Returns the evidence as preformatted lines that fit one section, noting left-out events.
@@ -369,6 +392,36 @@ mod tests {
         assert!(text.chars().count() <= MAX_SECTION_CHARS, "{}", text.len());
         assert!(text.ends_with("more events not shown)"), "{text}");
         assert_eq!(evidence_text(&[]), None);
+    }
+
+    #[test]
+    fn impact_section_fits_and_escapes() {
+        let mut finding = finding();
+        let mut route = crate::chart::tests::attack_route();
+        route.route = format!("/<!channel>/`x`/{}", "&".repeat(400));
+        finding.impact = Some(feedloop_pipeline::Impact {
+            kpi_window_ms: 60_000,
+            relative_error: 0.01,
+            routes: vec![route; 12],
+        });
+        let text = impact_text(&finding).unwrap();
+        assert!(text.chars().count() <= MAX_SECTION_CHARS, "{}", text.len());
+        assert!(
+            text.starts_with("*Impact*\n```\n/&lt;!channel&gt;/'x'/"),
+            "{text}"
+        );
+        assert!(!text.contains("<!channel>"), "{text}");
+        assert!(
+            text.ends_with("more affected routes not shown)\n```"),
+            "{text}"
+        );
+        let shown = text.matches("windows in the finding").count();
+        assert!(
+            (1..render::IMPACT_MAX_ROUTES).contains(&shown),
+            "{shown} routes"
+        );
+        finding.impact = None;
+        assert_eq!(impact_text(&finding), None);
     }
 
     #[test]
