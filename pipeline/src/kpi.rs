@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
@@ -105,8 +106,8 @@ pub struct KpiAgg {
     pub response_bytes: u64,
     /// Latencies in milliseconds; empty when the events carry none.
     pub latency: Option<DDSketch>,
-    pub clients: HashMap<String, IdentityCounts>,
-    pub principals: HashMap<String, IdentityCounts>,
+    pub clients: FxHashMap<String, IdentityCounts>,
+    pub principals: FxHashMap<String, IdentityCounts>,
     /// Matching events per rule index.
     pub matches: BTreeMap<u32, u64>,
 }
@@ -172,8 +173,8 @@ impl KpiAgg {
             request_bytes: 0,
             response_bytes: 0,
             latency: None,
-            clients: HashMap::new(),
-            principals: HashMap::new(),
+            clients: FxHashMap::default(),
+            principals: FxHashMap::default(),
             matches: BTreeMap::new(),
         }
     }
@@ -242,7 +243,7 @@ impl differential_dataflow::difference::Semigroup for KpiAgg {
     }
 }
 
-fn add_identity(map: &mut HashMap<String, IdentityCounts>, name: &str, counts: &IdentityCounts) {
+fn add_identity(map: &mut FxHashMap<String, IdentityCounts>, name: &str, counts: &IdentityCounts) {
     match map.get_mut(name) {
         Some(existing) => existing.add(counts),
         None => {
@@ -260,9 +261,21 @@ pub fn route_name(method: &str, route: &str) -> String {
 }
 
 /// Sums one batch's events per service, route and window on the worker that read them.
+///
+/// Keys are looked up by reference and copied only for a service, method or route new to the
+/// batch, because this runs for every event.
 #[derive(Default)]
 pub struct KpiBatch {
-    routes: HashMap<String, HashMap<String, BTreeMap<i64, KpiAgg>>>,
+    routes: FxHashMap<String, FxHashMap<String, FxHashMap<String, BTreeMap<i64, KpiAgg>>>>,
+}
+
+/// Returns the value of a key, inserting a default one first when missing, without copying
+/// the key when it is present.
+fn slot<'a, V: Default>(map: &'a mut FxHashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl KpiBatch {
@@ -274,11 +287,9 @@ impl KpiBatch {
         options: &KpiOptions,
     ) {
         let pane = options.pane(event.time_ms);
-        let services = self.routes.entry(event.service.clone()).or_default();
-        let route = route_name(&event.method, &event.route);
-        let agg = services
-            .entry(route)
-            .or_default()
+        let methods = slot(&mut self.routes, &event.service);
+        let routes = slot(methods, &event.method);
+        let agg = slot(routes, &event.route)
             .entry(pane)
             .or_insert_with(KpiAgg::empty);
         agg.add_event(event, options);
@@ -289,12 +300,16 @@ impl KpiBatch {
 
     /// Takes every aggregate of the batch.
     pub fn drain(&mut self) -> impl Iterator<Item = (KpiKey, KpiAgg)> + '_ {
-        self.routes.drain().flat_map(|(service, routes)| {
-            routes.into_iter().flat_map(move |(route, panes)| {
+        self.routes.drain().flat_map(|(service, methods)| {
+            methods.into_iter().flat_map(move |(method, routes)| {
                 let service = service.clone();
-                panes
-                    .into_iter()
-                    .map(move |(pane, agg)| ((service.clone(), route.clone(), pane), agg))
+                routes.into_iter().flat_map(move |(route, panes)| {
+                    let service = service.clone();
+                    let name = route_name(&method, &route);
+                    panes
+                        .into_iter()
+                        .map(move |(pane, agg)| ((service.clone(), name.clone(), pane), agg))
+                })
             })
         })
     }

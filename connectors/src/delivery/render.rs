@@ -318,6 +318,15 @@ impl Redaction {
     /// Returns a copy of the finding with the policy applied to its group and evidence.
     pub fn apply(&self, finding: &Finding) -> Finding {
         let mut out = finding.clone();
+        if let Some(impact) = &mut out.impact {
+            for route in &mut impact.routes {
+                if let Some(share) = &mut route.from_group {
+                    let treatment = self.treatment(&share.field);
+                    share.value =
+                        treat(treatment, &share.value).unwrap_or_else(|| "(redacted)".to_string());
+                }
+            }
+        }
         for (name, value) in out.group.iter_mut() {
             let treatment = self.treatment(name);
             if let serde_json::Value::String(text) = value {
@@ -682,6 +691,23 @@ mod tests {
         assert_eq!(event.user_agent.as_deref(), Some("curl/8"));
         let kept = Redaction::default().apply(&finding());
         assert_eq!(kept, finding());
+    }
+
+    #[test]
+    fn impact_group_values_are_redacted() {
+        let mut with_impact = finding();
+        with_impact.impact = Some(serde_json::from_value(serde_json::json!({
+            "kpi_window_ms": 60000, "relative_error": 0.01,
+            "routes": [{"service": "accounts", "route": "POST /login",
+                "during": {"requests": 1, "requests_per_window": 1.0, "errors_4xx": 1, "errors_5xx": 0,
+                    "error_4xx_rate": 1.0, "error_5xx_rate": 0.0, "request_bytes": 0, "response_bytes": 0},
+                "baseline_windows": 0, "change": {},
+                "from_group": {"field": "client", "value": "203.0.113.9", "requests": 1, "errors": 1, "errors_5xx": 0},
+                "correlation": {"windows": 1}, "series": []}]
+        })).unwrap());
+        let redacted = Redaction::public().apply(&with_impact);
+        let share = redacted.impact.unwrap().routes[0].from_group.clone().unwrap();
+        assert_eq!(share.value, hash_value("203.0.113.9"));
     }
 
     #[test]
