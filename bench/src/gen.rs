@@ -36,6 +36,7 @@ use rand_chacha::ChaCha8Rng;
 use feedloop_rules::ApiEvent;
 
 pub use attack::{AttackKind, AttackLabel};
+pub(crate) use attack::{Encoding, ENCODINGS, SQL_PAYLOADS, XSS_PAYLOADS};
 pub use jsonl::{encode_jsonl, write_jsonl, WriteSummary};
 
 use attack::Campaigns;
@@ -280,7 +281,7 @@ fn stream(seed: u64, id: u64) -> ChaCha8Rng {
 }
 
 /// Draws a log-normal value from its median and the standard deviation of its logarithm.
-fn log_normal(rng: &mut impl Rng, median: f64, sigma: f64) -> f64 {
+pub(crate) fn log_normal(rng: &mut impl Rng, median: f64, sigma: f64) -> f64 {
     median * (sigma * standard_normal(rng)).exp()
 }
 
@@ -297,7 +298,11 @@ fn standard_normal(rng: &mut impl Rng) -> f64 {
 /// # Panics
 ///
 /// Panics when the weights sum to 0.
-fn pick_weighted<T>(rng: &mut impl Rng, items: &[T], weight: impl Fn(&T) -> u32) -> usize {
+pub(crate) fn pick_weighted<T>(
+    rng: &mut impl Rng,
+    items: &[T],
+    weight: impl Fn(&T) -> u32,
+) -> usize {
     let total: u32 = items.iter().map(&weight).sum();
     assert!(total > 0, "a weight table has a positive total");
     let mut target = rng.random_range(0..total);

@@ -154,7 +154,7 @@ pub struct AttackLabel {
 }
 
 /// SQL injection payloads, before encoding. Each matches a pattern of `sql-injection-attempt`.
-const SQL_PAYLOADS: &[&str] = &[
+pub(crate) const SQL_PAYLOADS: &[&str] = &[
     "1' OR '1'='1",
     "' OR 1=1-- -",
     "1 UNION SELECT username, password FROM users--",
@@ -168,7 +168,7 @@ const SQL_PAYLOADS: &[&str] = &[
 ];
 
 /// Cross-site scripting payloads, before encoding. Each matches a pattern of `xss-attempt`.
-const XSS_PAYLOADS: &[&str] = &[
+pub(crate) const XSS_PAYLOADS: &[&str] = &[
     "<script>alert(1)</script>",
     "\"><script>alert(document.domain)</script>",
     "<img src=x onerror=alert(1)>",
@@ -260,7 +260,7 @@ const SCAN_WORDS: &[&str] = &[
 
 /// An encoding of a payload in a URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     /// Only what would break the URL is escaped: space, `#`, `%`, `&`, `+` and control bytes.
     Minimal,
     /// Every byte except unreserved characters is percent-encoded.
@@ -271,7 +271,7 @@ enum Encoding {
     Double,
 }
 
-const ENCODINGS: [Encoding; 4] = [
+pub(crate) const ENCODINGS: [Encoding; 4] = [
     Encoding::Minimal,
     Encoding::Percent,
     Encoding::Form,
@@ -281,7 +281,7 @@ const ENCODINGS: [Encoding; 4] = [
 impl Encoding {
     /// Encodes a payload, falling back to [`Encoding::Minimal`] when the result would be longer
     /// than [`MAX_ENCODED_PAYLOAD`].
-    fn apply(self, payload: &str) -> String {
+    pub(crate) fn apply(self, payload: &str) -> String {
         let encoded = match self {
             Encoding::Minimal => percent_encode(payload, is_raw_safe, false),
             Encoding::Percent => percent_encode(payload, is_unreserved, false),

@@ -1,4 +1,7 @@
-//! `feedloop-gen`: writes synthetic API events as JSON Lines in feedloop's native schema.
+//! `feedloop-gen`: writes synthetic API events as JSON Lines in feedloop's native schema, and
+//! with `scenario`, labelled attack scenarios as JSON Lines, Avro or Kafka messages.
+
+mod scenario;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -8,14 +11,29 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::DateTime;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use feedloop_bench::gen::{write_jsonl, Generator, GeneratorConfig, WriteSummary};
 
 /// Writes seeded, reproducible API events with a share of attack traffic, one JSON object per
 /// line. The same options always produce the same bytes.
 #[derive(Parser)]
-#[command(name = "feedloop-gen", version)]
+#[command(name = "feedloop-gen", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    mixed: Args,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes a run of labelled attack scenarios and its labels.
+    Scenario(scenario::ScenarioArgs),
+}
+
+/// Options of the mixed traffic that `feedloop-gen` writes without a subcommand.
+#[derive(clap::Args)]
 struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = GeneratorConfig::default().seed)]
@@ -44,8 +62,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match generate(args) {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Scenario(args)) => scenario::run(args),
+        None => generate(cli.mixed),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -99,7 +121,8 @@ fn report(summary: &WriteSummary, target: &str, seconds: f64) {
     );
 }
 
-fn parse_start(text: &str) -> Result<i64, String> {
+/// Parses an RFC 3339 time into milliseconds since the Unix epoch.
+pub(crate) fn parse_start(text: &str) -> Result<i64, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.timestamp_millis())
         .map_err(|err| format!("invalid start time {text:?}: {err}; expected RFC 3339 such as 2025-06-02T08:00:00Z"))
