@@ -706,7 +706,10 @@ mod tests {
                 "correlation": {"windows": 1}, "series": []}]
         })).unwrap());
         let redacted = Redaction::public().apply(&with_impact);
-        let share = redacted.impact.unwrap().routes[0].from_group.clone().unwrap();
+        let share = redacted.impact.unwrap().routes[0]
+            .from_group
+            .clone()
+            .unwrap();
         assert_eq!(share.value, hash_value("203.0.113.9"));
     }
 
