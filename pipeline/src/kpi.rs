@@ -266,8 +266,11 @@ pub fn route_name(method: &str, route: &str) -> String {
 /// batch, because this runs for every event.
 #[derive(Default)]
 pub struct KpiBatch {
-    routes: FxHashMap<String, FxHashMap<String, FxHashMap<String, BTreeMap<i64, KpiAgg>>>>,
+    routes: FxHashMap<String, Methods>,
 }
+
+/// A service's windows by method, then route template, then window start.
+type Methods = FxHashMap<String, FxHashMap<String, BTreeMap<i64, KpiAgg>>>;
 
 /// Returns the value of a key, inserting a default one first when missing, without copying
 /// the key when it is present.
