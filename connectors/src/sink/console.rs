@@ -149,12 +149,38 @@ impl Console {
 }
 
 /// Returns one line on the most affected route: the KPI that moved most against its baseline,
-/// and the share of the route's errors (or requests) that came from the finding's group.
+/// the p99 latency too when it moved by a fifth or more, and the share of the route's errors
+/// (or requests) that came from the finding's group.
 pub fn impact_line(impact: &Impact) -> Option<String> {
     let route = impact.routes.first()?;
+    let during = &route.during;
     let percent = |share: f64| format!("{:.0}%", share * 100.0);
     let signed = |relative: f64| format!("{:+.0}%", relative * 100.0);
-    let moved = route
+    let describe = |name: &str, relative: f64| -> String {
+        match name {
+            "p99_ms" => format!(
+                "p99 latency {} ({} ms)",
+                signed(relative),
+                during.p99_ms.map_or("-".to_string(), |v| format!("{v:.0}"))
+            ),
+            "error_5xx_rate" => format!(
+                "5xx rate {} ({})",
+                signed(relative),
+                percent(during.error_5xx_rate)
+            ),
+            "error_4xx_rate" => format!(
+                "4xx rate {} ({})",
+                signed(relative),
+                percent(during.error_4xx_rate)
+            ),
+            _ => format!(
+                "requests {} ({:.0} per window)",
+                signed(relative),
+                during.requests_per_window
+            ),
+        }
+    };
+    let mut moved: Vec<(&str, f64)> = route
         .change
         .iter()
         .filter(|(name, _)| {
@@ -164,34 +190,20 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
             )
         })
         .filter_map(|(name, change)| change.relative.map(|r| (name.as_str(), r)))
-        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
-    let during = &route.during;
-    let mut line = match moved {
-        Some(("p99_ms", relative)) => format!(
-            "impact: p99 latency on {} {} during the finding, {} ms",
-            route.route,
-            signed(relative),
-            during.p99_ms.map_or("-".to_string(), |v| format!("{v:.0}"))
-        ),
-        Some(("error_5xx_rate", relative)) => format!(
-            "impact: 5xx rate on {} {} during the finding, {}",
-            route.route,
-            signed(relative),
-            percent(during.error_5xx_rate)
-        ),
-        Some(("error_4xx_rate", relative)) => format!(
-            "impact: 4xx rate on {} {} during the finding, {}",
-            route.route,
-            signed(relative),
-            percent(during.error_4xx_rate)
-        ),
-        Some((_, relative)) => format!(
-            "impact: requests on {} {} during the finding, {:.0} per window",
-            route.route,
-            signed(relative),
-            during.requests_per_window
-        ),
-        None => format!(
+        .collect();
+    moved.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
+    let mut parts: Vec<String> = moved
+        .first()
+        .map(|(n, r)| describe(n, *r))
+        .into_iter()
+        .collect();
+    if let Some((name, relative)) = moved.iter().skip(1).find(|(n, _)| *n == "p99_ms") {
+        if relative.abs() >= 0.2 {
+            parts.push(describe(name, *relative));
+        }
+    }
+    let mut line = if parts.is_empty() {
+        format!(
             "impact: {} {} on {} during the finding, no baseline yet",
             during.requests,
             if during.requests == 1 {
@@ -200,7 +212,13 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
                 "requests"
             },
             route.route
-        ),
+        )
+    } else {
+        format!(
+            "impact: on {} during the finding, {}",
+            route.route,
+            parts.join(", ")
+        )
     };
     if let Some(group) = &route.from_group {
         let share = if during.errors_5xx > 0 {
