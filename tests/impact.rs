@@ -198,3 +198,38 @@ fn the_console_prints_one_impact_line() {
         "{line}"
     );
 }
+
+/// The chart of the first credential-stuffing finding, committed beside the scenario so a
+/// reader can see what operators get. Set FEEDLOOP_BLESS=1 to write it again.
+#[test]
+fn the_scenario_chart_is_stable_and_committed() {
+    let findings = findings();
+    let finding = findings
+        .iter()
+        .find(|f| f["rule_id"] == "auth-failure-burst")
+        .unwrap();
+    let route: feedloop_pipeline::impact::RouteImpact =
+        serde_json::from_value(finding["impact"]["routes"][0].clone()).unwrap();
+    let title = format!(
+        "{}: {} on {}",
+        finding["title"].as_str().unwrap(),
+        route.route,
+        route.service
+    );
+    let png = feedloop_connectors::chart::render_png(&title, &route, 800, 400).unwrap();
+    let again = feedloop_connectors::chart::render_png(&title, &route, 800, 400).unwrap();
+    assert_eq!(png, again, "the same finding gives the same bytes");
+    // The PNG header holds the size: width and height as big-endian u32 after "IHDR".
+    assert_eq!(&png[12..16], b"IHDR");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 800);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 400);
+    let committed = common::root().join("examples/impact/chart-credential-stuffing.png");
+    if std::env::var_os("FEEDLOOP_BLESS").is_some() {
+        std::fs::write(&committed, &png).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&committed).unwrap(),
+        png,
+        "bless with FEEDLOOP_BLESS=1"
+    );
+}
