@@ -106,8 +106,10 @@ pub struct KpiAgg {
     pub response_bytes: u64,
     /// Latencies in milliseconds; empty when the events carry none.
     pub latency: Option<DDSketch>,
-    pub clients: FxHashMap<String, IdentityCounts>,
-    pub principals: FxHashMap<String, IdentityCounts>,
+    /// Counts per client, keyed by [`identity_key`] so the hot path copies no strings.
+    pub clients: FxHashMap<u64, IdentityCounts>,
+    /// Counts per principal, keyed by [`identity_key`].
+    pub principals: FxHashMap<u64, IdentityCounts>,
     /// Matching events per rule index.
     pub matches: BTreeMap<u32, u64>,
 }
@@ -197,9 +199,9 @@ impl KpiAgg {
             errors: u64::from(error),
             errors_5xx: u64::from(error_5xx),
         };
-        add_identity(&mut self.clients, &event.client, &counts);
+        add_identity(&mut self.clients, identity_key(&event.client), &counts);
         if let Some(principal) = &event.principal {
-            add_identity(&mut self.principals, principal, &counts);
+            add_identity(&mut self.principals, identity_key(principal), &counts);
         }
     }
 
@@ -219,11 +221,11 @@ impl KpiAgg {
                 None => self.latency = Some(theirs.clone()),
             }
         }
-        for (name, counts) in &other.clients {
-            add_identity(&mut self.clients, name, counts);
+        for (key, counts) in &other.clients {
+            add_identity(&mut self.clients, *key, counts);
         }
-        for (name, counts) in &other.principals {
-            add_identity(&mut self.principals, name, counts);
+        for (key, counts) in &other.principals {
+            add_identity(&mut self.principals, *key, counts);
         }
         for (rule, n) in &other.matches {
             *self.matches.entry(*rule).or_default() += n;
@@ -243,13 +245,18 @@ impl differential_dataflow::difference::Semigroup for KpiAgg {
     }
 }
 
-fn add_identity(map: &mut FxHashMap<String, IdentityCounts>, name: &str, counts: &IdentityCounts) {
-    match map.get_mut(name) {
-        Some(existing) => existing.add(counts),
-        None => {
-            map.insert(name.to_string(), *counts);
-        }
-    }
+fn add_identity(map: &mut FxHashMap<u64, IdentityCounts>, key: u64, counts: &IdentityCounts) {
+    map.entry(key).or_default().add(counts);
+}
+
+/// Returns the 64-bit key a client or principal is counted under: SipHash, because clients
+/// and principals come from traffic and a weak hash would let an attacker merge its counts
+/// into someone else's. Keys live only within one run, so the hash may change with Rust.
+pub fn identity_key(value: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The key of a route's KPIs: service, `METHOD route`, window start.
@@ -745,7 +752,7 @@ fn group_share(finding: &Finding, aggs: &[&KpiAgg]) -> Option<GroupShare> {
         } else {
             &agg.principals
         };
-        if let Some(c) = map.get(&value) {
+        if let Some(c) = map.get(&identity_key(&value)) {
             counts.add(c);
         }
         requests += agg.requests;
