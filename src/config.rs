@@ -66,7 +66,7 @@ pub struct KpiConfig {
     /// Windows the correlations and chart series look back over.
     #[serde(default = "default_kpi_windows")]
     pub correlation_windows: usize,
-    /// The fewest windows a correlation coefficient may rest on.
+    /// The minimum number of windows a correlation coefficient may rest on.
     #[serde(default = "default_min_correlation")]
     pub min_correlation_windows: usize,
     /// The latency sketch's relative error, from 0.0001 to 0.1.
@@ -140,7 +140,7 @@ impl KpiConfig {
     }
 }
 
-/// Where finding changes go, and the state that makes each effect happen once.
+/// The destinations of finding changes, and the state that makes each effect happen once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
@@ -167,7 +167,7 @@ pub struct DeliveryConfig {
     /// The routing tree.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
-    /// How receivers retry.
+    /// Retry settings of every receiver.
     #[serde(default)]
     pub retry: RetryConfig,
 }

@@ -67,7 +67,7 @@ fn findings() -> Vec<Value> {
 }
 
 #[test]
-fn credential_stuffing_reports_the_latency_factor_and_the_attackers_share() {
+fn impact_of_credential_stuffing() {
     let events = events();
     let labels = labels();
     let stuffing = labels
@@ -164,7 +164,7 @@ fn credential_stuffing_reports_the_latency_factor_and_the_attackers_share() {
 }
 
 #[test]
-fn an_unrelated_latency_rise_stays_out_of_the_attack_findings() {
+fn impact_leaves_out_an_unrelated_route() {
     let labels = labels();
     let regression = labels
         .iter()
@@ -183,7 +183,7 @@ fn an_unrelated_latency_rise_stays_out_of_the_attack_findings() {
 }
 
 #[test]
-fn the_console_prints_one_impact_line() {
+fn console_prints_one_impact_line() {
     let path = common::root().join("examples/impact/events.jsonl.gz");
     let output = common::feedloop(&["scan", path.to_str().unwrap()]);
     assert!(output.status.success());
@@ -202,7 +202,7 @@ fn the_console_prints_one_impact_line() {
 /// The chart of the first credential-stuffing finding, committed beside the scenario so a
 /// reader can see what operators get. Set FEEDLOOP_BLESS=1 to write it again.
 #[test]
-fn the_scenario_chart_is_stable_and_committed() {
+fn chart_of_the_scenario_is_stable() {
     let findings = findings();
     let finding = findings
         .iter()

@@ -179,7 +179,7 @@ fn impact_matches_a_naive_recount() {
 }
 
 #[test]
-fn a_latency_rise_during_an_attack_shows_against_the_baseline() {
+fn impact_shows_a_latency_rise_against_the_baseline() {
     let dir = common::temp_dir("kpi-rise");
     let events = traffic(12);
     let path = dir.join("events.jsonl");

@@ -87,7 +87,7 @@ pub struct GroupShare {
     /// The group's value of that field.
     pub value: String,
     pub requests: u64,
-    /// 4xx and 5xx answers to the group.
+    /// 4xx and 5xx responses to the group.
     pub errors: u64,
     pub errors_5xx: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,7 +122,7 @@ pub struct SeriesPoint {
     /// The rule's matching events on this route in the window.
     pub matches: u64,
     pub requests: u64,
-    /// 4xx and 5xx answers over requests; 0 without requests.
+    /// 4xx and 5xx responses over requests; 0 without requests.
     pub error_rate: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,

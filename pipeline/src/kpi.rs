@@ -1,7 +1,7 @@
 //! KPIs per service, route and window, and the impact each finding had on them.
 //!
 //! Every event adds to its route's aggregate for the KPI window it falls in ([`KpiAgg`]):
-//! requests, 4xx and 5xx answers, bytes, a latency sketch, per-client and per-principal
+//! requests, 4xx and 5xx responses, bytes, a latency sketch, per-client and per-principal
 //! counts, and the matches of every rule. The match operator sums these per batch
 //! ([`KpiBatch`]), so one update per route and window leaves a batch however busy the route.
 //! The updates form a differential collection whose difference type is the aggregate itself:
@@ -46,7 +46,7 @@ pub struct KpiOptions {
     pub baseline_windows: usize,
     /// Windows the correlation and the chart series look back over.
     pub horizon_windows: usize,
-    /// The fewest windows a correlation coefficient may rest on.
+    /// The minimum number of windows a correlation coefficient may rest on.
     pub min_correlation_windows: usize,
     /// The latency sketch's relative error, such as 0.01.
     pub relative_error: f64,
@@ -115,7 +115,7 @@ pub struct KpiAgg {
 }
 
 impl KpiAgg {
-    /// The fields that order aggregates. Differential sorts updates with their differences, so
+    /// Returns the fields that order aggregates. Differential sorts updates with their differences, so
     /// aggregates need a total order; it has no meaning beyond that.
     fn order_key(&self) -> (u64, u64, u64, u64, u64, &BTreeMap<u32, u64>, usize) {
         (

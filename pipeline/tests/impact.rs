@@ -57,7 +57,7 @@ impl PartitionReader for Staged {
 }
 
 #[test]
-fn a_late_event_updates_an_open_findings_impact() {
+fn impact_of_an_open_finding_follows_a_late_event() {
     // Ten failures from one client in the first 90 s, and ordinary calls for 150 s.
     let mut first: Vec<ApiEvent> = (0..10)
         .map(|i| call(i * 10_000, "10.0.0.1", 401, 10.0))
