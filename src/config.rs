@@ -122,6 +122,32 @@ impl KpiConfig {
                 self.relative_error
             );
         }
+        if self.window.as_millis() > 86_400_000 {
+            anyhow::bail!(
+                "invalid kpi.window {}: use at most 1d, such as 1m",
+                self.window
+            );
+        }
+        for (name, value) in [
+            ("baseline_windows", self.baseline_windows),
+            ("correlation_windows", self.correlation_windows),
+        ] {
+            if value > 10_000 {
+                anyhow::bail!("invalid kpi.{name} {value}: use at most 10000");
+            }
+        }
+        if self.correlation_windows == 0 || self.max_routes == 0 {
+            anyhow::bail!(
+                "invalid kpi settings: correlation_windows and max_routes must be at least 1"
+            );
+        }
+        if self.min_correlation_windows > self.correlation_windows {
+            anyhow::bail!(
+                "invalid kpi.min_correlation_windows {}: it exceeds correlation_windows {}, so no correlation could be reported",
+                self.min_correlation_windows,
+                self.correlation_windows
+            );
+        }
         if self.min_correlation_windows < 3 {
             anyhow::bail!(
                 "invalid kpi.min_correlation_windows {}: use at least 3",
@@ -132,10 +158,10 @@ impl KpiConfig {
             enabled: self.enabled,
             window_ms: self.window.as_millis(),
             baseline_windows: self.baseline_windows,
-            horizon_windows: self.correlation_windows.max(1),
+            horizon_windows: self.correlation_windows,
             min_correlation_windows: self.min_correlation_windows,
             relative_error: self.relative_error,
-            max_routes: self.max_routes.max(1),
+            max_routes: self.max_routes,
         })
     }
 }
@@ -423,6 +449,17 @@ outputs:
             bad.options().unwrap_err().to_string(),
             "invalid kpi.window 10ms: use at least 1s, such as 1m"
         );
+        let mut bad = config.kpi.clone();
+        bad.baseline_windows = 1_000_000_000_000;
+        assert_eq!(
+            bad.options().unwrap_err().to_string(),
+            "invalid kpi.baseline_windows 1000000000000: use at most 10000"
+        );
+        let mut bad = config.kpi.clone();
+        bad.min_correlation_windows = 100;
+        assert!(bad.options().unwrap_err().to_string().starts_with(
+            "invalid kpi.min_correlation_windows 100: it exceeds correlation_windows 30"
+        ));
         let err = serde_norway::from_str::<Config>(
             "sources: [{file: {paths: [a.log]}}]\nkpi: {windw: 1m}\n",
         )

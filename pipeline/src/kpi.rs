@@ -80,6 +80,9 @@ impl KpiOptions {
     }
 }
 
+/// The longest latency counted, one day in milliseconds; longer ones are left out of quantiles.
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+
 /// Requests, errors and bytes of one identity (a client or a principal) on a route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityCounts {
@@ -189,7 +192,12 @@ impl KpiAgg {
         self.errors_5xx += u64::from(error_5xx);
         self.request_bytes += event.request_bytes.unwrap_or(0);
         self.response_bytes += event.response_bytes.unwrap_or(0);
-        if let Some(latency) = event.latency_ms.filter(|l| l.is_finite() && *l >= 0.0) {
+        // A latency beyond a day is a broken record, and one such value would stretch the
+        // sketch's bins until every quantile of the window is meaningless.
+        if let Some(latency) = event
+            .latency_ms
+            .filter(|l| l.is_finite() && (0.0..=MAX_LATENCY_MS).contains(l))
+        {
             self.latency
                 .get_or_insert_with(|| options.sketch())
                 .add(latency);
@@ -365,7 +373,9 @@ impl KpiStore {
             routes: HashMap::new(),
             marked: HashMap::new(),
             first_pane: HashMap::new(),
-            retention_ms: horizon * options.window_ms as i64 + 2 * longest_rule_window_ms as i64,
+            retention_ms: horizon
+                .saturating_mul(options.window_ms as i64)
+                .saturating_add(2 * longest_rule_window_ms as i64),
         }
     }
 
@@ -569,9 +579,9 @@ impl KpiStore {
             correlation: self.correlation(rule, panes, during),
             series: self.series(rule, panes, during),
             baseline_windows: baseline_count,
-            baseline,
+            baseline: baseline.map(rounded),
             change,
-            during: during_summary,
+            during: rounded(during_summary),
         }
     }
 
@@ -658,7 +668,9 @@ fn error_rate(agg: &KpiAgg) -> f64 {
 }
 
 fn quantile(sketch: Option<&DDSketch>, q: f64) -> Option<f64> {
-    sketch.and_then(|s| s.quantile(q).ok().flatten())
+    sketch
+        .and_then(|s| s.quantile(q).ok().flatten())
+        .filter(|v| v.is_finite())
 }
 
 fn round4(value: f64) -> f64 {
@@ -687,22 +699,34 @@ fn summarize(aggs: &[&KpiAgg], windows: usize) -> KpiSummary {
         if total.requests == 0 {
             0.0
         } else {
-            round4(n as f64 / total.requests as f64)
+            n as f64 / total.requests as f64
         }
     };
     KpiSummary {
         requests: total.requests,
-        requests_per_window: round4(total.requests as f64 / windows.max(1) as f64),
+        requests_per_window: total.requests as f64 / windows.max(1) as f64,
         errors_4xx: total.errors_4xx,
         errors_5xx: total.errors_5xx,
         error_4xx_rate: rate(total.errors_4xx),
         error_5xx_rate: rate(total.errors_5xx),
-        p50_ms: quantile(total.latency.as_ref(), 0.50).map(round4),
-        p95_ms: quantile(total.latency.as_ref(), 0.95).map(round4),
-        p99_ms: quantile(total.latency.as_ref(), 0.99).map(round4),
+        p50_ms: quantile(total.latency.as_ref(), 0.50),
+        p95_ms: quantile(total.latency.as_ref(), 0.95),
+        p99_ms: quantile(total.latency.as_ref(), 0.99),
         request_bytes: total.request_bytes,
         response_bytes: total.response_bytes,
     }
+}
+
+/// Rounds a summary's fractional fields to 4 decimals for output, after changes were computed
+/// from the exact values.
+fn rounded(mut summary: KpiSummary) -> KpiSummary {
+    summary.requests_per_window = round4(summary.requests_per_window);
+    summary.error_4xx_rate = round4(summary.error_4xx_rate);
+    summary.error_5xx_rate = round4(summary.error_5xx_rate);
+    summary.p50_ms = summary.p50_ms.map(round4);
+    summary.p95_ms = summary.p95_ms.map(round4);
+    summary.p99_ms = summary.p99_ms.map(round4);
+    summary
 }
 
 fn changes(during: &KpiSummary, baseline: &KpiSummary) -> BTreeMap<String, KpiChange> {
@@ -804,6 +828,24 @@ mod tests {
         assert_eq!(pearson(&falling).map(round4), Some(-1.0));
         let flat: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 3.0)).collect();
         assert_eq!(pearson(&flat), None);
+    }
+
+    #[test]
+    fn absurd_latencies_stay_out_of_quantiles() {
+        let options = KpiOptions::default();
+        let mut agg = KpiAgg::empty();
+        for latency in [100.0, 120.0, 1e300, f64::INFINITY, -5.0] {
+            let event = ApiEvent {
+                latency_ms: Some(latency),
+                status: Some(200),
+                ..Default::default()
+            };
+            agg.add_event(&event, &options);
+        }
+        assert_eq!(agg.requests, 5);
+        assert_eq!(agg.latency.as_ref().unwrap().count(), 2);
+        let p99 = quantile(agg.latency.as_ref(), 0.99).unwrap();
+        assert!((100.0..=121.2).contains(&p99), "{p99}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use feedloop_pipeline::impact::KpiChange;
 use feedloop_pipeline::{Finding, Impact, Phase, RunCounts};
 
 use super::DeliveryReport;
@@ -148,82 +149,43 @@ impl Console {
     }
 }
 
-/// Returns one line on the most affected route: the KPI that moved most against its baseline,
-/// the p99 latency too when it moved by a fifth or more, and the share of the route's errors
-/// (or requests) that came from the finding's group.
+/// Returns one line on the most affected route: the KPI that moved most against its baseline
+/// (a rise from zero first), and the p99 latency too when it moved by a fifth or more. It
+/// ends with the share of the route's 5xx, errors or requests that came from the finding's
+/// group, whichever the group caused.
 pub fn impact_line(impact: &Impact) -> Option<String> {
     let route = impact.routes.first()?;
     let during = &route.during;
-    let percent = |share: f64| format!("{:.0}%", share * 100.0);
-    let signed = |relative: f64| format!("{:+.0}%", relative * 100.0);
-    let describe = |name: &str, relative: f64| -> String {
-        match name {
-            "p99_ms" => format!(
-                "p99 latency {} ({} ms)",
-                signed(relative),
-                during.p99_ms.map_or("-".to_string(), |v| format!("{v:.0}"))
-            ),
-            "error_5xx_rate" => format!(
-                "5xx rate {} ({})",
-                signed(relative),
-                percent(during.error_5xx_rate)
-            ),
-            "error_4xx_rate" => format!(
-                "4xx rate {} ({})",
-                signed(relative),
-                percent(during.error_4xx_rate)
-            ),
-            _ => format!(
-                "requests {} ({:.0} per window)",
-                signed(relative),
-                during.requests_per_window
-            ),
-        }
-    };
-    let mut moved: Vec<(&str, f64)> = route
-        .change
+    let name = cut(&route.route, 100);
+    let moved = ranked_changes(route);
+    let parts: Vec<String> = moved
         .iter()
-        .filter(|(name, _)| {
-            matches!(
-                name.as_str(),
-                "p99_ms" | "error_5xx_rate" | "error_4xx_rate" | "requests_per_window"
-            )
-        })
-        .filter_map(|(name, change)| change.relative.map(|r| (name.as_str(), r)))
+        .take(1)
+        .chain(
+            moved
+                .iter()
+                .skip(1)
+                .find(|(n, c)| *n == "p99_ms" && c.relative.is_some_and(|r| r.abs() >= 0.2)),
+        )
+        .map(|(n, c)| describe_change(n, c, route))
         .collect();
-    moved.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
-    let mut parts: Vec<String> = moved
-        .first()
-        .map(|(n, r)| describe(n, *r))
-        .into_iter()
-        .collect();
-    if let Some((name, relative)) = moved.iter().skip(1).find(|(n, _)| *n == "p99_ms") {
-        if relative.abs() >= 0.2 {
-            parts.push(describe(name, *relative));
-        }
-    }
     let mut line = if parts.is_empty() {
+        let noun = if during.requests == 1 {
+            "request"
+        } else {
+            "requests"
+        };
         format!(
-            "impact: {} {} on {} during the finding, no baseline yet",
-            during.requests,
-            if during.requests == 1 {
-                "request"
-            } else {
-                "requests"
-            },
-            route.route
+            "impact: {} {noun} on {name} during the finding, no baseline to compare with",
+            during.requests
         )
     } else {
-        format!(
-            "impact: on {} during the finding, {}",
-            route.route,
-            parts.join(", ")
-        )
+        format!("impact: on {name} during the finding, {}", parts.join(", "))
     };
     if let Some(group) = &route.from_group {
-        let share = if during.errors_5xx > 0 {
+        let share = if group.errors_5xx > 0 {
             group.errors_5xx_share.map(|s| (s, "5xx"))
-        } else if during.errors_4xx + during.errors_5xx > 0 {
+        } else if group.errors > 0 {
             group.errors_share.map(|s| (s, "errors"))
         } else {
             group.requests_share.map(|s| (s, "requests"))
@@ -239,6 +201,77 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
         }
     }
     Some(line)
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
+/// Returns the changes worth naming, the biggest first: a rise from zero outranks any
+/// relative change.
+fn ranked_changes(route: &feedloop_pipeline::impact::RouteImpact) -> Vec<(&str, KpiChange)> {
+    let mut moved: Vec<(&str, KpiChange)> = route
+        .change
+        .iter()
+        .filter(|(name, c)| {
+            matches!(
+                name.as_str(),
+                "p99_ms" | "error_5xx_rate" | "error_4xx_rate" | "requests_per_window"
+            ) && c.absolute != 0.0
+        })
+        .map(|(name, c)| (name.as_str(), *c))
+        .collect();
+    let weight = |c: &KpiChange| c.relative.map_or(f64::INFINITY, f64::abs);
+    moved.sort_by(|a, b| weight(&b.1).total_cmp(&weight(&a.1)).then(a.0.cmp(b.0)));
+    moved
+}
+
+fn describe_change(
+    name: &str,
+    change: &KpiChange,
+    route: &feedloop_pipeline::impact::RouteImpact,
+) -> String {
+    let during = &route.during;
+    let before = route.baseline.as_ref();
+    let signed = |relative: f64| format!("{:+.0}%", relative * 100.0);
+    let (label, now, was) = match name {
+        "p99_ms" => (
+            "p99 latency",
+            during
+                .p99_ms
+                .map_or("-".to_string(), |v| format!("{v:.0} ms")),
+            before
+                .and_then(|b| b.p99_ms)
+                .map_or("-".to_string(), |v| format!("{v:.0} ms")),
+        ),
+        "error_5xx_rate" => (
+            "5xx rate",
+            percent(during.error_5xx_rate),
+            before.map_or("-".to_string(), |b| percent(b.error_5xx_rate)),
+        ),
+        "error_4xx_rate" => (
+            "4xx rate",
+            percent(during.error_4xx_rate),
+            before.map_or("-".to_string(), |b| percent(b.error_4xx_rate)),
+        ),
+        _ => (
+            "requests per window",
+            per_window(during.requests_per_window),
+            before.map_or("-".to_string(), |b| per_window(b.requests_per_window)),
+        ),
+    };
+    match change.relative {
+        Some(relative) => format!("{label} {} ({was} to {now})", signed(relative)),
+        None => format!("{label} {was} to {now}"),
+    }
+}
+
+fn per_window(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0}")
+    }
 }
 
 fn delivery_text(text: &mut String, delivery: &EngineReport) {
@@ -342,5 +375,42 @@ mod tests {
     fn printable_escapes_control_characters() {
         assert_eq!(printable("/a\u{1b}[2J\nfake"), "/a\\u{1b}[2J\\nfake");
         assert_eq!(printable("plain é"), "plain é");
+    }
+}
+
+#[cfg(test)]
+mod impact_tests {
+    use super::*;
+
+    fn impact(change: serde_json::Value, share: serde_json::Value) -> Impact {
+        serde_json::from_value(serde_json::json!({
+            "kpi_window_ms": 60000, "relative_error": 0.01,
+            "routes": [{"service": "accounts", "route": "POST /login",
+                "during": {"requests": 360, "requests_per_window": 72.0, "errors_4xx": 60, "errors_5xx": 1,
+                    "error_4xx_rate": 0.1667, "error_5xx_rate": 0.0028, "p99_ms": 130.0,
+                    "request_bytes": 0, "response_bytes": 0},
+                "baseline": {"requests": 1800, "requests_per_window": 60.0, "errors_4xx": 0, "errors_5xx": 2,
+                    "error_4xx_rate": 0.0, "error_5xx_rate": 0.0011, "p99_ms": 125.0,
+                    "request_bytes": 0, "response_bytes": 0},
+                "baseline_windows": 30, "change": change, "from_group": share,
+                "correlation": {"windows": 30}, "series": []}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn impact_line_names_a_rise_from_zero_and_the_groups_own_errors() {
+        let change = serde_json::json!({
+            "error_4xx_rate": {"absolute": 0.1667},
+            "error_5xx_rate": {"absolute": 0.0017, "relative": 1.5},
+            "requests_per_window": {"absolute": 12.0, "relative": 0.2},
+            "p99_ms": {"absolute": 5.0, "relative": 0.04}
+        });
+        let share = serde_json::json!({"field": "client", "value": "203.0.113.9", "requests": 60,
+            "errors": 60, "errors_5xx": 0, "requests_share": 0.1667, "errors_share": 0.9836});
+        assert_eq!(
+            impact_line(&impact(change, share)).unwrap(),
+            "impact: on POST /login during the finding, 4xx rate 0% to 17%; 98% of its errors from client=203.0.113.9"
+        );
     }
 }
