@@ -114,12 +114,14 @@ impl ScenarioConfig {
                 format!("expected 1 minute to 7 days ({MAX_DURATION_MS} ms)"),
             ));
         }
-        // Labels print times in RFC 3339, whose years have four digits.
-        if !(0..=253_402_300_799_999).contains(&self.start_ms) {
+        // Labels print times in RFC 3339, whose years have four digits, so the whole run, not
+        // only its start, must end before the year 10000.
+        let end_ms = self.start_ms.saturating_add(self.duration_ms);
+        if self.start_ms < 0 || end_ms > 253_402_300_799_999 {
             return Err(InvalidScenario::new(
                 "start_ms",
                 self.start_ms.to_string(),
-                "expected a time from 1970 to 9999",
+                "expected a run from 1970 that ends before the year 10000",
             ));
         }
         let rate = self.mean_rate_per_second;
@@ -232,6 +234,18 @@ pub struct InvalidScenario {
 
 impl InvalidScenario {
     fn new(field: &'static str, value: String, expected: impl Into<String>) -> InvalidScenario {
+        // Values can come from a plan file or the command line; escape what a terminal would
+        // act on.
+        let value = value
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
         InvalidScenario {
             field,
             value,

@@ -808,3 +808,26 @@ fn example_matches_its_command() {
     let (_, expected_labels) = generate(&config);
     assert_eq!(read_labels(&labels).unwrap(), expected_labels);
 }
+
+#[test]
+fn validate_rejects_a_run_ending_past_year_9999() {
+    let config = ScenarioConfig {
+        // 9999-12-31T23:00:00Z, and four hours.
+        start_ms: 253_402_297_200_000,
+        duration_ms: 4 * 3_600_000,
+        ..ScenarioConfig::default()
+    };
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "invalid start_ms 253402297200000: expected a run from 1970 that ends before the year 10000"
+    );
+}
+
+#[test]
+fn invalid_values_are_escaped() {
+    let err = InvalidScenario::new("scenarios", "x\u{1b}[31mRED".to_string(), "expected a name");
+    assert_eq!(
+        err.to_string(),
+        "invalid scenarios x\\u{1b}[31mRED: expected a name"
+    );
+}

@@ -233,11 +233,16 @@ fn write_file(
 fn report(summary: &RunSummary, target: &str, labels: &Path, seconds: f64) {
     let _ = writeln!(
         io::stderr(),
-        "wrote {} events ({} from attackers, {} scenarios, {} bytes before compression) to \
+        "wrote {} events ({} from attackers, {} {}, {} bytes before compression) to \
          {target} in {seconds:.2} s, and the labels to {}",
         summary.events,
         summary.attacker_events,
         summary.labels.len(),
+        if summary.labels.len() == 1 {
+            "scenario"
+        } else {
+            "scenarios"
+        },
         summary.bytes,
         labels.display(),
     );
