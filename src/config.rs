@@ -75,6 +75,13 @@ pub struct KpiConfig {
     /// Routes reported per finding, the most matched first.
     #[serde(default = "default_max_routes")]
     pub max_routes: usize,
+    /// Routes whose KPIs are kept at once; updates for further routes are dropped and counted.
+    #[serde(default = "default_max_tracked_routes")]
+    pub max_tracked_routes: usize,
+}
+
+fn default_max_tracked_routes() -> usize {
+    20_000
 }
 
 fn default_kpi_window() -> HumanDuration {
@@ -103,6 +110,7 @@ impl Default for KpiConfig {
             min_correlation_windows: default_min_correlation(),
             relative_error: default_relative_error(),
             max_routes: default_max_routes(),
+            max_tracked_routes: default_max_tracked_routes(),
         }
     }
 }
@@ -136,9 +144,9 @@ impl KpiConfig {
                 anyhow::bail!("invalid kpi.{name} {value}: use at most 10000");
             }
         }
-        if self.correlation_windows == 0 || self.max_routes == 0 {
+        if self.correlation_windows == 0 || self.max_routes == 0 || self.max_tracked_routes == 0 {
             anyhow::bail!(
-                "invalid kpi settings: correlation_windows and max_routes must be at least 1"
+                "invalid kpi settings: correlation_windows, max_routes and max_tracked_routes must be at least 1"
             );
         }
         if self.min_correlation_windows > self.correlation_windows {
@@ -162,6 +170,7 @@ impl KpiConfig {
             min_correlation_windows: self.min_correlation_windows,
             relative_error: self.relative_error,
             max_routes: self.max_routes,
+            max_tracked_routes: self.max_tracked_routes,
         })
     }
 }

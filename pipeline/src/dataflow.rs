@@ -200,7 +200,15 @@ pub fn build<'scope>(
                 kpis.for_each(|_, data| {
                     if let Some(store) = collector.kpis.as_mut() {
                         for (key, _, agg) in data.drain(..) {
-                            store.absorb(key, &agg);
+                            if !store.absorb(key, &agg) {
+                                let before = collector
+                                    .counters
+                                    .dropped_kpi_updates
+                                    .fetch_add(1, Ordering::Relaxed);
+                                if before == 0 {
+                                    tracing::warn!("KPIs reached their limit of tracked routes; updates for further routes are dropped and counted");
+                                }
+                            }
                         }
                     }
                 });

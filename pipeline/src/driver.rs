@@ -145,6 +145,8 @@ pub struct Counters {
     pub dropped_hits: AtomicU64,
     /// Findings that repeated what their fingerprint had reported, so made no change.
     pub repeated_findings: AtomicU64,
+    /// KPI updates dropped because the store tracked its limit of routes.
+    pub dropped_kpi_updates: AtomicU64,
     /// The highest event time fed to the dataflow, for resolving findings when input ends.
     pub max_event_time: AtomicI64,
 }
@@ -168,6 +170,8 @@ pub struct RunCounts {
     pub dropped_hits: u64,
     /// Findings that repeated what their fingerprint had reported, so made no lifecycle change.
     pub repeated_findings: u64,
+    /// KPI updates dropped because the store tracked its limit of routes.
+    pub dropped_kpi_updates: u64,
 }
 
 /// A run that could not start or whose worker failed.
@@ -240,6 +244,7 @@ pub fn run(
         input_errors: counters.input_errors.load(Ordering::Relaxed),
         dropped_hits: counters.dropped_hits.load(Ordering::Relaxed),
         repeated_findings: counters.repeated_findings.load(Ordering::Relaxed),
+        dropped_kpi_updates: counters.dropped_kpi_updates.load(Ordering::Relaxed),
     })
 }
 

@@ -52,6 +52,9 @@ pub struct KpiOptions {
     pub relative_error: f64,
     /// Routes reported per finding, the most matched first.
     pub max_routes: usize,
+    /// Routes whose KPIs are kept at once; updates for further routes are dropped and counted,
+    /// because logs without route templates make every raw path a route.
+    pub max_tracked_routes: usize,
 }
 
 impl Default for KpiOptions {
@@ -64,6 +67,7 @@ impl Default for KpiOptions {
             min_correlation_windows: 8,
             relative_error: 0.01,
             max_routes: 3,
+            max_tracked_routes: 20_000,
         }
     }
 }
@@ -380,8 +384,15 @@ impl KpiStore {
     }
 
     /// Adds an aggregate.
-    pub fn absorb(&mut self, key: KpiKey, agg: &KpiAgg) {
+    /// Adds an aggregate; returns false when it was dropped because the store already tracks
+    /// its limit of routes.
+    pub fn absorb(&mut self, key: KpiKey, agg: &KpiAgg) -> bool {
         let (service, route, pane) = key;
+        let id = (service, route);
+        if !self.routes.contains_key(&id) && self.routes.len() >= self.options.max_tracked_routes {
+            return false;
+        }
+        let (service, route) = id;
         let first = self
             .first_pane
             .entry((service.clone(), route.clone()))
@@ -394,6 +405,7 @@ impl KpiStore {
                 panes.insert(pane, agg.clone());
             }
         }
+        true
     }
 
     /// Drops windows older than the kept horizon behind the watermark.
@@ -846,6 +858,22 @@ mod tests {
         assert_eq!(agg.latency.as_ref().unwrap().count(), 2);
         let p99 = quantile(agg.latency.as_ref(), 0.99).unwrap();
         assert!((100.0..=121.2).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn store_drops_routes_beyond_its_limit() {
+        let options = KpiOptions {
+            max_tracked_routes: 2,
+            ..KpiOptions::default()
+        };
+        let mut store = KpiStore::new(options, &[], 60_000);
+        let agg = KpiAgg::empty();
+        let key = |route: &str| ("shop".to_string(), route.to_string(), 0);
+        assert!(store.absorb(key("GET /a"), &agg));
+        assert!(store.absorb(key("GET /b"), &agg));
+        assert!(!store.absorb(key("GET /c"), &agg));
+        // Routes already tracked keep their updates.
+        assert!(store.absorb(key("GET /a"), &agg));
     }
 
     #[test]

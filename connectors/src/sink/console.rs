@@ -84,6 +84,13 @@ impl Console {
         if counts.bad_time > 0 {
             let _ = writeln!(text, "  invalid time      {:>10}", counts.bad_time);
         }
+        if counts.dropped_kpi_updates > 0 {
+            let _ = writeln!(
+                text,
+                "  KPI updates dropped {:>6}  (KPIs track at most kpi.max_tracked_routes routes; give the input route templates, or raise the limit)",
+                counts.dropped_kpi_updates
+            );
+        }
         if counts.dropped_hits > 0 {
             let _ = writeln!(
                 text,
