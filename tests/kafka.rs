@@ -7,84 +7,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use feedloop_testkit::tansu::{self, Broker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
-
-/// A broker process that is killed when the test ends, however it ends.
-struct Broker {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tansu_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FEEDLOOP_TANSU") {
-        return PathBuf::from(path);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cached = home.join(".cache/feedloop/tansu-0.6.0/bin/tansu");
-    if cached.exists() {
-        return cached;
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("tansu"))
-        .find(|p| p.exists());
-    on_path.unwrap_or_else(|| {
-        panic!("the tansu broker was not found; run scripts/test.sh, which installs it, or set FEEDLOOP_TANSU")
-    })
-}
-
-fn start_broker() -> Broker {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{address}");
-    let child = Command::new(tansu_binary())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the tansu broker starts");
-    let broker = Broker { child, address };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&broker.address).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tansu did not listen on {} within 30s",
-            broker.address
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    broker
-}
 
 fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -166,7 +97,7 @@ fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
 
 #[test]
 fn kafka_topic_gives_same_findings_as_files() {
-    let broker = start_broker();
+    let broker = tansu::start();
     let topic = "api-events";
     create_topic(&broker, topic, 3);
     let logs = vec![common::elastic_log(), common::yauaa_log()];

@@ -3,11 +3,10 @@
 //! The broker binary is found through `FEEDLOOP_TANSU`, then the cache folder that
 //! `scripts/test.sh` installs it to, then `PATH`.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use feedloop_testkit::tansu::{self, Broker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -24,77 +23,6 @@ use feedloop_pipeline::Finding;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const PARTITIONS: i32 = 3;
-
-/// A broker process that is killed when the test ends, however it ends.
-struct Broker {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tansu_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FEEDLOOP_TANSU") {
-        return PathBuf::from(path);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cached = home.join(".cache/feedloop/tansu-0.6.0/bin/tansu");
-    if cached.exists() {
-        return cached;
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("tansu"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("the tansu broker was not found; run scripts/test.sh, which installs it, or set FEEDLOOP_TANSU")
-        })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_broker() -> Broker {
-    let address = format!("127.0.0.1:{}", free_port());
-    let url = format!("tcp://{address}");
-    let child = Command::new(tansu_binary())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the tansu broker starts");
-    let broker = Broker { child, address };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&broker.address).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tansu did not listen on {} within 30s",
-            broker.address
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    broker
-}
 
 fn create_topic(broker: &Broker, topic: &str) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -250,7 +178,7 @@ fn applied(effect: Effect) -> Remote {
 
 #[test]
 fn kafka_receiver_writes_changes_in_order() {
-    let broker = start_broker();
+    let broker = tansu::start();
     create_topic(&broker, "findings");
     let mut receiver = receiver(&broker.address, "findings", "");
 
@@ -351,7 +279,7 @@ fn kafka_receiver_writes_changes_in_order() {
 
 #[test]
 fn kafka_receiver_oversized_message_falls_back() {
-    let broker = start_broker();
+    let broker = tansu::start();
     create_topic(&broker, "findings");
     // librdkafka's smallest allowed message.max.bytes.
     let mut receiver = receiver(

@@ -15,6 +15,7 @@ pub mod gitlab;
 pub mod jenkins;
 pub mod jira;
 pub mod slack;
+pub mod tansu;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
