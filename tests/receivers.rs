@@ -16,7 +16,7 @@ use feedloop_testkit::{Fault, Reply};
 const GITHUB_TOKEN: &str = "ghp_test_token_never_logged";
 const REPO: &str = "example/shop-api";
 
-/// The golden events of all four packs: 15 fingerprints, 35 lifecycle changes.
+/// Returns the golden events of all four packs: 15 fingerprints, 36 lifecycle changes.
 fn golden_events() -> Vec<PathBuf> {
     ["auth", "errors", "injection", "recon"]
         .iter()
@@ -170,7 +170,7 @@ fn a_run_killed_mid_delivery_and_run_again_leaves_one_issue_per_fingerprint() {
     for (marker, (state, comments, title)) in &expected {
         let (actual_state, actual_comments, actual_title) = &actual[marker];
         assert_eq!((actual_state, actual_title), (state, title), "{marker}");
-        // A comment whose answer arrived just before the kill, but whose record did not, is
+        // A comment whose response arrived just before the kill, but whose record did not, is
         // posted again: at most one extra per run that was killed.
         assert!(
             (*comments..=*comments + 1).contains(actual_comments),

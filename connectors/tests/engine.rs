@@ -34,11 +34,11 @@ struct Call {
 #[derive(Default)]
 struct Script {
     calls: Vec<Call>,
-    /// Answers to give before behaving normally.
+    /// Failures to return before behaving normally.
     failures: VecDeque<DeliveryError>,
-    /// Keys of objects "created" remotely, including by a create whose answer was lost.
+    /// Keys of objects "created" remotely, including by a create whose response was lost.
     created: Vec<String>,
-    /// Lose the answer of the next create: make it, then report a retryable failure.
+    /// Loses the response of the next create: makes it, then reports a retryable failure.
     lose_next_create: bool,
     recovered: u32,
 }
@@ -228,7 +228,7 @@ fn changes_apply_in_order_to_one_object() {
 }
 
 #[test]
-fn a_replay_applies_nothing_twice() {
+fn engine_replay_applies_nothing_twice() {
     let setup = Setup::new("replay");
     let mut engine = setup.engine(EVERYTHING);
     for change in lifecycle("fp1") {
@@ -273,7 +273,7 @@ fn fifty_findings_within_the_group_wait_become_one_notice() {
 }
 
 #[test]
-fn a_group_resolves_when_every_member_has() {
+fn engine_group_resolves_with_its_members() {
     let setup = Setup::new("group-resolve");
     let mut engine = setup.engine("- receivers: [stand]\n  group_by: [rule_id]");
     engine.submit(&change(ChangeKind::Opened, "a", 3));
@@ -362,7 +362,7 @@ fn a_size_rejection_falls_back_and_a_second_rejection_is_dead_lettered() {
 }
 
 #[test]
-fn a_create_whose_answer_was_lost_is_recovered_not_repeated() {
+fn engine_recovers_a_lost_create() {
     let setup = Setup::new("recover");
     setup.script.lock().unwrap().lose_next_create = true;
     let mut engine = setup.engine(EVERYTHING);
@@ -384,7 +384,7 @@ fn a_create_whose_answer_was_lost_is_recovered_not_repeated() {
 }
 
 #[test]
-fn a_receiver_that_keeps_failing_leaves_its_notices_for_the_next_start() {
+fn engine_keeps_failed_notices_for_next_start() {
     let setup = Setup::new("gave-up");
     setup
         .script
@@ -447,7 +447,7 @@ fn two_runs_cannot_share_a_state_folder() {
 }
 
 #[test]
-fn a_live_run_keeps_retrying_past_the_attempt_limit() {
+fn engine_retries_past_limit_while_live() {
     let setup = Setup::new("live-retry");
     setup
         .script

@@ -84,7 +84,7 @@ impl KpiOptions {
     }
 }
 
-/// The longest latency counted, one day in milliseconds; longer ones are left out of quantiles.
+/// The maximum latency counted, one day in milliseconds. Longer ones are left out of quantiles.
 pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
 
 /// Requests, errors and bytes of one identity (a client or a principal) on a route.
@@ -597,7 +597,7 @@ impl KpiStore {
         }
     }
 
-    /// The horizon's windows: those ending with the finding's last window.
+    /// Returns the horizon's windows: those ending with the finding's last window.
     fn horizon<'a>(
         &self,
         panes: &'a BTreeMap<i64, KpiAgg>,
@@ -771,7 +771,7 @@ fn changes(during: &KpiSummary, baseline: &KpiSummary) -> BTreeMap<String, KpiCh
     out
 }
 
-/// The share of the windows' traffic from the finding's client, or else its principal.
+/// Returns the share of the windows' traffic from the finding's client, or else its principal.
 fn group_share(finding: &Finding, aggs: &[&KpiAgg]) -> Option<GroupShare> {
     let (field, value) =
         ["client", "principal"]

@@ -260,7 +260,7 @@ fn millis(rfc3339: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// The id of a change a finding makes: its fingerprint, window, phase and count.
+/// Returns the id of a change a finding makes: a hash of its fingerprint, window, phase and count.
 pub fn finding_change_id(finding: &Finding) -> String {
     let phase = match finding.phase {
         Phase::Early => "early",
@@ -274,7 +274,7 @@ pub fn finding_change_id(finding: &Finding) -> String {
     ])
 }
 
-/// The id of a resolution: its fingerprint and deadline.
+/// Returns the id of a resolution: a hash of its fingerprint and deadline.
 pub fn resolve_change_id(fingerprint: &str, deadline_ms: i64) -> String {
     short_hash(&[
         fingerprint.as_bytes(),

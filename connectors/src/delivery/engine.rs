@@ -95,7 +95,7 @@ pub struct ReceiverReport {
     pub gave_up: Option<String>,
 }
 
-/// What the engine did during a run.
+/// Counts of the engine's work during a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EngineReport {
     /// Lifecycle changes received from the dataflow.
@@ -128,7 +128,7 @@ impl EngineReport {
 pub struct EngineSettings {
     /// The directory of the state store.
     pub state_dir: PathBuf,
-    /// Where rejected notices are appended, as JSON Lines.
+    /// The JSON Lines file rejected notices are appended to.
     pub dead_letter_path: PathBuf,
     pub router: Router,
     pub catalog: Catalog,
@@ -716,7 +716,7 @@ impl Progress for StoreProgress<'_> {
     }
 }
 
-/// Why a worker stopped working through its outbox.
+/// The reason a worker stopped working through its outbox.
 enum Halt {
     Stopped,
     GaveUp(String),
@@ -835,7 +835,7 @@ impl WorkerContext {
         }
     }
 
-    /// One try: recovers an interrupted create first, records a create's intent, applies.
+    /// Tries once: recovers an interrupted create first, records a create's intent, applies.
     fn attempt(
         &mut self,
         receiver: &mut dyn Receiver,

@@ -281,7 +281,7 @@ pub struct Redaction {
 }
 
 impl Redaction {
-    /// The policy for a public place: hashed principals and clients, no query strings.
+    /// Returns the policy for a public place: hashed principals and clients, no query strings.
     pub fn public() -> Redaction {
         Redaction {
             principals: Treatment::Hash,
@@ -376,7 +376,7 @@ pub fn hash_value(value: &str) -> String {
     out
 }
 
-/// The facts every message shows, as label and value, in order.
+/// Returns the facts every message shows, as label and value, in order.
 pub fn facts(notice: &Notice, finding: &Finding) -> Vec<(&'static str, String)> {
     let mut facts = vec![
         ("Change", notice.kind.as_str().to_string()),
@@ -491,7 +491,7 @@ pub fn evidence_rows(finding: &Finding) -> Vec<[String; 6]> {
         .collect()
 }
 
-/// The marker every created object carries, so an interrupted create can be found again.
+/// Returns the marker every created object carries, so an interrupted create can be found again.
 pub fn marker(key: &str) -> String {
     format!("feedloop-{}", &key[..key.len().min(16)])
 }

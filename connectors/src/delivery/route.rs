@@ -201,7 +201,7 @@ pub struct RouteConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-/// How a route groups changes.
+/// The grouping settings of a route.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grouping {
     /// The labels; empty means one group per fingerprint.
@@ -221,7 +221,7 @@ pub struct Route {
     pub routes: Vec<Route>,
 }
 
-/// Where one change goes through one route.
+/// The receivers and grouping one route gives a change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Destination {
     /// The route's name.
