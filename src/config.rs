@@ -75,6 +75,10 @@ pub struct KpiConfig {
     /// Routes reported per finding, the most matched first.
     #[serde(default = "default_max_routes")]
     pub max_routes: usize,
+    /// Other routes of a finding's services reported when their p99 latency or error rate rose
+    /// during it; 0 turns the check off.
+    #[serde(default = "default_max_other_routes")]
+    pub max_other_routes: usize,
     /// Routes whose KPIs are kept at once; updates for further routes are dropped and counted.
     #[serde(default = "default_max_tracked_routes")]
     pub max_tracked_routes: usize,
@@ -99,6 +103,9 @@ fn default_relative_error() -> f64 {
 fn default_max_routes() -> usize {
     3
 }
+fn default_max_other_routes() -> usize {
+    5
+}
 
 impl Default for KpiConfig {
     fn default() -> Self {
@@ -110,6 +117,7 @@ impl Default for KpiConfig {
             min_correlation_windows: default_min_correlation(),
             relative_error: default_relative_error(),
             max_routes: default_max_routes(),
+            max_other_routes: default_max_other_routes(),
             max_tracked_routes: default_max_tracked_routes(),
         }
     }
@@ -144,6 +152,12 @@ impl KpiConfig {
                 anyhow::bail!("invalid kpi.{name} {value}: use at most 10000");
             }
         }
+        if self.max_other_routes > feedloop_pipeline::kpi::OTHER_ROUTES_CHECKED {
+            anyhow::bail!(
+                "invalid kpi.max_other_routes {}: use at most 20, the routes checked per finding, or 0 to turn the check off",
+                self.max_other_routes
+            );
+        }
         if self.correlation_windows == 0 || self.max_routes == 0 || self.max_tracked_routes == 0 {
             anyhow::bail!(
                 "invalid kpi settings: correlation_windows, max_routes and max_tracked_routes must be at least 1"
@@ -170,6 +184,7 @@ impl KpiConfig {
             min_correlation_windows: self.min_correlation_windows,
             relative_error: self.relative_error,
             max_routes: self.max_routes,
+            max_other_routes: self.max_other_routes,
             max_tracked_routes: self.max_tracked_routes,
         })
     }

@@ -16,7 +16,7 @@ use feedloop_testkit::{Fault, Reply};
 const GITHUB_TOKEN: &str = "ghp_test_token_never_logged";
 const REPO: &str = "example/shop-api";
 
-/// Returns the golden events of all four packs: 15 fingerprints, 36 lifecycle changes.
+/// Returns the golden events of all four packs: 15 fingerprints, 40 lifecycle changes.
 fn golden_events() -> Vec<PathBuf> {
     ["auth", "errors", "injection", "recon"]
         .iter()
@@ -378,7 +378,7 @@ fn a_rate_limited_receiver_waits_while_the_others_deliver() {
     assert_eq!(slack.messages(OPS_CHANNEL).len(), 15);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("    github: 36 applied, 0 skipped, 2 retried"),
+        stdout.contains("    github: 40 applied, 0 skipped, 2 retried"),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -1211,6 +1211,7 @@ fn impact() -> Impact {
         kpi_window_ms: 60_000,
         relative_error: 0.01,
         routes: vec![route],
+        other_routes: Vec::new(),
     }
 }
 

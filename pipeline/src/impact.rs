@@ -24,6 +24,10 @@ pub struct Impact {
     pub relative_error: f64,
     /// One entry per affected route, the most affected (by matches) first.
     pub routes: Vec<RouteImpact>,
+    /// Other routes of the affected routes' services, checked for a rise in their KPIs during
+    /// the finding and for how closely their KPIs follow the rule's matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_routes: Vec<OtherRoute>,
 }
 
 /// The impact on one route.
@@ -48,6 +52,39 @@ pub struct RouteImpact {
     /// The per-window series behind the numbers, oldest first, for charts.
     pub series: Vec<SeriesPoint>,
 }
+
+/// Another route of a finding's services, checked for a rise in its KPIs during the finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OtherRoute {
+    pub service: String,
+    pub route: String,
+    /// The KPIs over the KPI windows that overlap the finding's window.
+    pub during: KpiSummary,
+    /// The KPIs over the route's trailing baseline windows; absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<KpiSummary>,
+    pub baseline_windows: usize,
+    /// KPI name to its change from the baseline; empty without a baseline.
+    pub change: BTreeMap<String, KpiChange>,
+    /// The share of the route's traffic in the finding's windows that came from its group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_group: Option<GroupShare>,
+    /// Correlation of the rule's match count per window on the finding's routes with this
+    /// route's KPIs.
+    pub correlation: Correlation,
+    /// Whether p99 latency, the 4xx rate or the 5xx rate rose by [`OTHER_ROUTE_RISE`] or more
+    /// (an error rate also by at least one percentage point).
+    pub rose: bool,
+    /// Whether a KPI that rose correlates with the rule's matches by [`RELATED_CORRELATION`]
+    /// or more, so the rise followed the attack's matches over the horizon.
+    pub related: bool,
+}
+
+/// The relative rise of another route's KPI from which it counts as risen.
+pub const OTHER_ROUTE_RISE: f64 = 0.5;
+
+/// The correlation from which another route's rise counts as following a rule's matches.
+pub const RELATED_CORRELATION: f64 = 0.7;
 
 /// The KPIs of a route over some windows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

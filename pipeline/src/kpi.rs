@@ -22,7 +22,7 @@
 //! the impact computation do not scale with workers, and their memory grows with the number of
 //! distinct clients per route and window over the kept horizon.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,8 @@ use feedloop_rules::ApiEvent;
 
 use crate::finding::{format_seconds, Finding};
 use crate::impact::{
-    Correlation, GroupShare, Impact, KpiChange, KpiSummary, RouteImpact, SeriesPoint,
+    Correlation, GroupShare, Impact, KpiChange, KpiSummary, OtherRoute, RouteImpact, SeriesPoint,
+    OTHER_ROUTE_RISE, RELATED_CORRELATION,
 };
 
 /// KPI settings.
@@ -52,6 +53,9 @@ pub struct KpiOptions {
     pub relative_error: f64,
     /// Routes reported per finding, the most matched first.
     pub max_routes: usize,
+    /// Other routes of the finding's services reported when their KPIs rose; 0 turns the
+    /// check off.
+    pub max_other_routes: usize,
     /// Routes whose KPIs are kept at once; updates for further routes are dropped and counted,
     /// because logs without route templates make every raw path a route.
     pub max_tracked_routes: usize,
@@ -67,6 +71,7 @@ impl Default for KpiOptions {
             min_correlation_windows: 8,
             relative_error: 0.01,
             max_routes: 3,
+            max_other_routes: 5,
             max_tracked_routes: 20_000,
         }
     }
@@ -83,6 +88,13 @@ impl KpiOptions {
         time_ms.div_euclid(size) * size
     }
 }
+
+/// The smallest absolute rise of an error rate that counts, so that one error in a thousand
+/// becoming two is no rise.
+const OTHER_ROUTE_MIN_RATE_RISE: f64 = 0.01;
+/// Other routes checked per finding, the busiest during its windows first, which bounds the
+/// cost of a finding on a service with many routes.
+pub const OTHER_ROUTES_CHECKED: usize = 20;
 
 /// The maximum latency counted, one day in milliseconds. Longer ones are left out of quantiles.
 pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
@@ -219,6 +231,21 @@ impl KpiAgg {
 
     /// Adds another aggregate of the same route and window.
     pub fn merge(&mut self, other: &KpiAgg) {
+        self.add_totals(other);
+        for (key, counts) in &other.clients {
+            add_identity(&mut self.clients, *key, counts);
+        }
+        for (key, counts) in &other.principals {
+            add_identity(&mut self.principals, *key, counts);
+        }
+        for (rule, n) in &other.matches {
+            *self.matches.entry(*rule).or_default() += n;
+        }
+    }
+
+    /// Adds another aggregate's counts, bytes and latencies, leaving out its identities and
+    /// matches, which summaries over several windows do not need.
+    fn add_totals(&mut self, other: &KpiAgg) {
         self.requests += other.requests;
         self.errors_4xx += other.errors_4xx;
         self.errors_5xx += other.errors_5xx;
@@ -232,15 +259,6 @@ impl KpiAgg {
                 }
                 None => self.latency = Some(theirs.clone()),
             }
-        }
-        for (key, counts) in &other.clients {
-            add_identity(&mut self.clients, *key, counts);
-        }
-        for (key, counts) in &other.principals {
-            add_identity(&mut self.principals, *key, counts);
-        }
-        for (rule, n) in &other.matches {
-            *self.matches.entry(*rule).or_default() += n;
         }
     }
 }
@@ -437,6 +455,7 @@ impl KpiStore {
             .iter()
             .map(|key| self.route_impact(finding, rule, key, &during, end))
             .collect();
+        let other_routes = self.other_routes(finding, rule, &routes, &during, end);
         // A mark counts for a later baseline only once event time has passed the moment the
         // finding was known (an early finding's last event, a final's window end), so every
         // baseline is the same for the same input, however the workers interleave.
@@ -468,6 +487,7 @@ impl KpiStore {
             kpi_window_ms: self.options.window_ms,
             relative_error: self.options.relative_error,
             routes: impacts,
+            other_routes,
         })
     }
 
@@ -552,13 +572,44 @@ impl KpiStore {
     ) -> RouteImpact {
         let empty = BTreeMap::new();
         let panes = self.routes.get(key).unwrap_or(&empty);
-        let marked = self.marked.get(key);
         let first = during.first().copied().unwrap_or(0);
 
         let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
         let during_summary = summarize(&during_aggs, during.len());
-        // The baseline is the N windows before the finding's, by time: windows without
-        // traffic count (as zero requests), windows with findings on the route do not.
+        let (baseline, baseline_count) = self.baseline(key, rule, first, end);
+        let change = baseline
+            .as_ref()
+            .map(|b| changes(&during_summary, b))
+            .unwrap_or_default();
+        let matches = |_: i64, agg: &KpiAgg| agg.matches.get(&rule).copied().unwrap_or(0);
+
+        RouteImpact {
+            service: key.0.clone(),
+            route: key.1.clone(),
+            from_group: group_share(finding, &during_aggs),
+            correlation: self.correlation(matches, panes, during),
+            series: self.series(rule, panes, during),
+            baseline_windows: baseline_count,
+            baseline: baseline.map(rounded),
+            change,
+            during: rounded(during_summary),
+        }
+    }
+
+    /// Returns a route's baseline for a finding of `rule` whose windows start at `first` and
+    /// end at `end`, with the number of windows it covers: the N windows before `first`, by
+    /// time. Windows without traffic count as zero requests, but windows claimed by findings
+    /// on the route do not count.
+    fn baseline(
+        &self,
+        key: &(String, String),
+        rule: u32,
+        first: i64,
+        end: i64,
+    ) -> (Option<KpiSummary>, usize) {
+        let empty = BTreeMap::new();
+        let panes = self.routes.get(key).unwrap_or(&empty);
+        let marked = self.marked.get(key);
         let size = self.options.window_ms as i64;
         let earliest = self.first_pane.get(key).copied().unwrap_or(first);
         let from = (first - self.options.baseline_windows as i64 * size)
@@ -568,33 +619,115 @@ impl KpiStore {
         let unmarked = |pane: &i64| {
             marked.is_none_or(|m| m.get(pane).is_none_or(|marks| !marks.iter().any(claims)))
         };
-        let baseline_count = (0..self.options.baseline_windows as i64)
+        let count = (0..self.options.baseline_windows as i64)
             .map(|i| from + i * size)
             .take_while(|pane| *pane < first)
             .filter(unmarked)
             .count();
-        let baseline_panes: Vec<&KpiAgg> = panes
+        let aggs: Vec<&KpiAgg> = panes
             .range(from..first)
             .filter(|(p, _)| unmarked(p))
             .map(|(_, agg)| agg)
             .collect();
-        let baseline = (baseline_count > 0).then(|| summarize(&baseline_panes, baseline_count));
-        let change = baseline
-            .as_ref()
-            .map(|b| changes(&during_summary, b))
-            .unwrap_or_default();
+        ((count > 0).then(|| summarize(&aggs, count)), count)
+    }
 
-        RouteImpact {
-            service: key.0.clone(),
-            route: key.1.clone(),
-            from_group: group_share(finding, &during_aggs),
-            correlation: self.correlation(rule, panes, during),
-            series: self.series(rule, panes, during),
-            baseline_windows: baseline_count,
-            baseline: baseline.map(rounded),
-            change,
-            during: rounded(during_summary),
+    /// Returns the other routes of the finding's services, of the busiest
+    /// [`OTHER_ROUTES_CHECKED`] during its windows at most `kpi.max_other_routes`: those whose
+    /// rise follows the rule's matches first, then those whose KPIs rose, then the busiest.
+    fn other_routes(
+        &self,
+        finding: &Finding,
+        rule: u32,
+        own: &[(String, String)],
+        during: &[i64],
+        end: i64,
+    ) -> Vec<OtherRoute> {
+        if self.options.max_other_routes == 0 || own.is_empty() || during.is_empty() {
+            return Vec::new();
         }
+        let services: BTreeSet<&str> = own.iter().map(|(service, _)| service.as_str()).collect();
+        let mut candidates: Vec<(&(String, String), u64)> = self
+            .routes
+            .iter()
+            .filter(|(key, _)| services.contains(key.0.as_str()) && !own.contains(key))
+            .map(|(key, panes)| {
+                let requests = during
+                    .iter()
+                    .filter_map(|p| panes.get(p))
+                    .map(|agg| agg.requests)
+                    .sum::<u64>();
+                (key, requests)
+            })
+            .filter(|(_, requests)| *requests > 0)
+            .collect();
+        candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        candidates.truncate(OTHER_ROUTES_CHECKED);
+
+        // The rule's matches on the finding's own routes, per window.
+        let mut own_matches: BTreeMap<i64, u64> = BTreeMap::new();
+        for key in own {
+            for (pane, agg) in self.routes.get(key).into_iter().flatten() {
+                *own_matches.entry(*pane).or_default() +=
+                    agg.matches.get(&rule).copied().unwrap_or(0);
+            }
+        }
+        let matches = |pane: i64, _: &KpiAgg| own_matches.get(&pane).copied().unwrap_or(0);
+
+        let first = during[0];
+        let mut checked: Vec<(f64, u64, OtherRoute)> = Vec::new();
+        for (key, requests) in candidates {
+            let panes = &self.routes[key];
+            let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
+            let during_summary = summarize(&during_aggs, during.len());
+            let (baseline, baseline_windows) = self.baseline(key, rule, first, end);
+            let change = baseline
+                .as_ref()
+                .map(|b| changes(&during_summary, b))
+                .unwrap_or_default();
+            let p99_rise = rise(&change, "p99_ms", 0.0);
+            let error_rise = rise(&change, "error_4xx_rate", OTHER_ROUTE_MIN_RATE_RISE).max(rise(
+                &change,
+                "error_5xx_rate",
+                OTHER_ROUTE_MIN_RATE_RISE,
+            ));
+            let correlation = self.correlation(matches, panes, during);
+            let follows = |rise: f64, coefficient: Option<f64>| {
+                rise >= OTHER_ROUTE_RISE && coefficient.is_some_and(|r| r >= RELATED_CORRELATION)
+            };
+            let related = follows(p99_rise, correlation.p99_ms)
+                || follows(error_rise, correlation.error_rate);
+            let largest_rise = p99_rise.max(error_rise);
+            checked.push((
+                largest_rise,
+                requests,
+                OtherRoute {
+                    service: key.0.clone(),
+                    route: key.1.clone(),
+                    from_group: group_share(finding, &during_aggs),
+                    correlation,
+                    rose: largest_rise >= OTHER_ROUTE_RISE,
+                    related,
+                    baseline_windows,
+                    change,
+                    baseline: baseline.map(rounded),
+                    during: rounded(during_summary),
+                },
+            ));
+        }
+        checked.sort_by(|(a_rise, a_requests, a), (b_rise, b_requests, b)| {
+            b.related
+                .cmp(&a.related)
+                .then(b.rose.cmp(&a.rose))
+                .then(b_rise.total_cmp(a_rise))
+                .then(b_requests.cmp(a_requests))
+                .then_with(|| (&a.service, &a.route).cmp(&(&b.service, &b.route)))
+        });
+        checked
+            .into_iter()
+            .take(self.options.max_other_routes)
+            .map(|(_, _, route)| route)
+            .collect()
     }
 
     /// Returns the horizon's windows: those ending with the finding's last window.
@@ -609,12 +742,19 @@ impl KpiStore {
         panes.range(from..=last).map(|(p, a)| (*p, a)).collect()
     }
 
-    fn correlation(&self, rule: u32, panes: &BTreeMap<i64, KpiAgg>, during: &[i64]) -> Correlation {
+    /// Returns the correlations of a match count per window, from `matches`, with the route's
+    /// KPIs over the horizon's windows that have traffic on the route.
+    fn correlation(
+        &self,
+        matches: impl Fn(i64, &KpiAgg) -> u64,
+        panes: &BTreeMap<i64, KpiAgg>,
+        during: &[i64],
+    ) -> Correlation {
         let horizon = self.horizon(panes, during);
         let windows = horizon.len();
         let matches: Vec<f64> = horizon
             .iter()
-            .map(|(_, a)| a.matches.get(&rule).copied().unwrap_or(0) as f64)
+            .map(|(pane, agg)| matches(*pane, agg) as f64)
             .collect();
         let enough = windows >= self.options.min_correlation_windows;
         let coefficient = |values: Vec<Option<f64>>| -> Option<f64> {
@@ -693,19 +833,7 @@ fn round4(value: f64) -> f64 {
 fn summarize(aggs: &[&KpiAgg], windows: usize) -> KpiSummary {
     let mut total = KpiAgg::empty();
     for agg in aggs {
-        total.requests += agg.requests;
-        total.errors_4xx += agg.errors_4xx;
-        total.errors_5xx += agg.errors_5xx;
-        total.request_bytes += agg.request_bytes;
-        total.response_bytes += agg.response_bytes;
-        if let Some(theirs) = &agg.latency {
-            match &mut total.latency {
-                Some(ours) => ours
-                    .merge(theirs)
-                    .expect("every sketch of a run has the same configuration"),
-                None => total.latency = Some(theirs.clone()),
-            }
-        }
+        total.add_totals(agg);
     }
     let rate = |n: u64| {
         if total.requests == 0 {
@@ -739,6 +867,17 @@ fn rounded(mut summary: KpiSummary) -> KpiSummary {
     summary.p95_ms = summary.p95_ms.map(round4);
     summary.p99_ms = summary.p99_ms.map(round4);
     summary
+}
+
+/// Returns a KPI's relative rise from its baseline, 0 when it fell or rose by less than
+/// `min_absolute`, and infinity for a rise from zero.
+fn rise(changes: &BTreeMap<String, KpiChange>, name: &str, min_absolute: f64) -> f64 {
+    match changes.get(name) {
+        Some(change) if change.absolute > 0.0 && change.absolute >= min_absolute => {
+            change.relative.unwrap_or(f64::INFINITY).max(0.0)
+        }
+        _ => 0.0,
+    }
 }
 
 fn changes(during: &KpiSummary, baseline: &KpiSummary) -> BTreeMap<String, KpiChange> {
@@ -858,6 +997,133 @@ mod tests {
         assert_eq!(agg.latency.as_ref().unwrap().count(), 2);
         let p99 = quantile(agg.latency.as_ref(), 0.99).unwrap();
         assert!((100.0..=121.2).contains(&p99), "{p99}");
+    }
+
+    /// Returns an aggregate of `fast` calls of 10 ms and `slow` calls of 30 ms.
+    fn calls(fast: usize, slow: usize) -> KpiAgg {
+        let options = KpiOptions::default();
+        let mut agg = KpiAgg::empty();
+        for latency in std::iter::repeat_n(10.0, fast).chain(std::iter::repeat_n(30.0, slow)) {
+            let event = ApiEvent {
+                latency_ms: Some(latency),
+                status: Some(200),
+                client: "198.18.0.1".into(),
+                ..Default::default()
+            };
+            agg.add_event(&event, &options);
+        }
+        agg
+    }
+
+    #[test]
+    fn other_routes_split_related_from_unrelated() {
+        let minute = 60_000;
+        let base = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
+        let mut store = KpiStore::new(KpiOptions::default(), &["burst".to_string()], 300_000);
+        let mut put = |service: &str, route: &str, minute_of_run: i64, agg: &KpiAgg| {
+            let key = (
+                service.to_string(),
+                route.to_string(),
+                base + minute_of_run * minute,
+            );
+            assert!(store.absorb(key, agg));
+        };
+        for m in 0..35 {
+            let attack = (30..35).contains(&m);
+            let mut login = calls(20, 0);
+            if attack {
+                login.matches.insert(0, 30);
+            }
+            put("accounts", "POST /login", m, &login);
+            // A shared backend slows token refreshes while the attack runs.
+            put(
+                "accounts",
+                "POST /token",
+                m,
+                &if attack { calls(0, 20) } else { calls(20, 0) },
+            );
+            // Two slow calls now and then, once during the attack: the merged p99 during the
+            // attack rises, but the windows with slow calls do not follow the matches.
+            let sporadic = [8, 14, 20, 31].contains(&m);
+            put(
+                "accounts",
+                "GET /me",
+                m,
+                &if sporadic { calls(18, 2) } else { calls(20, 0) },
+            );
+            put("accounts", "PATCH /me", m, &calls(2, 0));
+            // Another service slows during the attack; it is not the finding's service.
+            put(
+                "payments",
+                "POST /pay",
+                m,
+                &if attack { calls(0, 20) } else { calls(20, 0) },
+            );
+        }
+        let finding: Finding = serde_json::from_value(serde_json::json!({
+            "rule_id": "burst", "title": "Burst", "fingerprint": "f", "phase": "final",
+            "kind": "threshold", "severity": "high", "stages": ["operate"], "tags": [],
+            "service": "accounts", "group": {"client": "203.0.113.9"},
+            "window": {"start": format_seconds(base + 30 * minute), "end": format_seconds(base + 35 * minute)},
+            "condition": "count >= 10", "count": 150,
+            "first_seen": format_seconds(base + 30 * minute), "last_seen": format_seconds(base + 35 * minute - 1),
+            "evidence": []
+        }))
+        .unwrap();
+
+        let impact = store.impact(&finding).unwrap();
+        let routes: Vec<&str> = impact.routes.iter().map(|r| r.route.as_str()).collect();
+        assert_eq!(routes, ["POST /login"]);
+        let others: Vec<(&str, bool, bool)> = impact
+            .other_routes
+            .iter()
+            .map(|o| (o.route.as_str(), o.rose, o.related))
+            .collect();
+        assert_eq!(
+            others,
+            [
+                ("POST /token", true, true),
+                ("GET /me", true, false),
+                ("PATCH /me", false, false)
+            ]
+        );
+        let token = &impact.other_routes[0];
+        assert_eq!(token.correlation.windows, 30);
+        assert_eq!(token.correlation.p99_ms, Some(1.0));
+        assert_eq!(token.baseline_windows, 30);
+        let p99 = token.change["p99_ms"].relative.unwrap();
+        assert!((1.9..=2.1).contains(&p99), "p99 change {p99}");
+        let me = &impact.other_routes[1];
+        let r = me.correlation.p99_ms.unwrap();
+        assert!(r.abs() < 0.3, "correlation {r}");
+        assert!(me.change["p99_ms"].relative.unwrap() > 1.9);
+        // A constant series has no coefficient.
+        assert_eq!(impact.other_routes[2].correlation.p99_ms, None);
+    }
+
+    #[test]
+    fn other_routes_are_off_at_zero() {
+        let options = KpiOptions {
+            max_other_routes: 0,
+            ..KpiOptions::default()
+        };
+        let mut store = KpiStore::new(options, &["burst".to_string()], 300_000);
+        let mut login = calls(20, 0);
+        login.matches.insert(0, 30);
+        store.absorb(("accounts".into(), "POST /login".into(), 0), &login);
+        store.absorb(("accounts".into(), "POST /token".into(), 0), &calls(0, 20));
+        let finding: Finding = serde_json::from_value(serde_json::json!({
+            "rule_id": "burst", "title": "Burst", "fingerprint": "f", "phase": "final",
+            "kind": "threshold", "severity": "high", "stages": ["operate"], "tags": [],
+            "service": "accounts", "group": {},
+            "window": {"start": format_seconds(0), "end": format_seconds(60_000)},
+            "condition": "count >= 10", "count": 30,
+            "first_seen": format_seconds(0), "last_seen": format_seconds(59_999), "evidence": []
+        }))
+        .unwrap();
+        let impact = store.impact(&finding).unwrap();
+        assert_eq!(impact.routes.len(), 1);
+        assert!(impact.other_routes.is_empty());
     }
 
     #[test]

@@ -319,12 +319,20 @@ impl Redaction {
     pub fn apply(&self, finding: &Finding) -> Finding {
         let mut out = finding.clone();
         if let Some(impact) = &mut out.impact {
-            for route in &mut impact.routes {
-                if let Some(share) = &mut route.from_group {
-                    let treatment = self.treatment(&share.field);
-                    share.value =
-                        treat(treatment, &share.value).unwrap_or_else(|| "(redacted)".to_string());
-                }
+            let shares = impact
+                .routes
+                .iter_mut()
+                .filter_map(|route| route.from_group.as_mut())
+                .chain(
+                    impact
+                        .other_routes
+                        .iter_mut()
+                        .filter_map(|route| route.from_group.as_mut()),
+                );
+            for share in shares {
+                let treatment = self.treatment(&share.field);
+                share.value =
+                    treat(treatment, &share.value).unwrap_or_else(|| "(redacted)".to_string());
             }
         }
         for (name, value) in out.group.iter_mut() {
@@ -457,7 +465,45 @@ pub fn impact_text(finding: &Finding, max_routes: usize) -> Option<String> {
         let noun = if left_out == 1 { "route" } else { "routes" };
         charts.push(format!("({left_out} more affected {noun} not shown)"));
     }
+    let related: Vec<String> = finding
+        .impact
+        .iter()
+        .flat_map(|impact| &impact.other_routes)
+        .filter(|other| other.related)
+        .take(max_routes)
+        .map(|other| {
+            let line = format!("Also rose with the matches: {}", other_route_text(other));
+            truncate(&clean(&line).replace('`', "'"), IMPACT_LINE_MAX_CHARS)
+        })
+        .collect();
+    if !related.is_empty() {
+        charts.push(related.join("\n"));
+    }
     Some(charts.join("\n\n"))
+}
+
+/// Describes another route's KPIs that rose, with their correlation with the matches, such as
+/// `POST /token p99 +100% (r 0.98)`.
+fn other_route_text(other: &feedloop_pipeline::impact::OtherRoute) -> String {
+    let mut parts = Vec::new();
+    for (name, label, coefficient) in [
+        ("p99_ms", "p99", other.correlation.p99_ms),
+        ("error_5xx_rate", "5xx rate", other.correlation.error_rate),
+        ("error_4xx_rate", "4xx rate", other.correlation.error_rate),
+    ] {
+        let Some(change) = other.change.get(name).filter(|c| c.absolute > 0.0) else {
+            continue;
+        };
+        let rise = match change.relative {
+            Some(relative) => format!("{:+.0}%", relative * 100.0),
+            None => "up from 0".to_string(),
+        };
+        match coefficient {
+            Some(r) => parts.push(format!("{label} {rise} (r {r:.2})")),
+            None => parts.push(format!("{label} {rise}")),
+        }
+    }
+    format!("{} {}", other.route, parts.join(", "))
 }
 
 /// The evidence table's column names.
@@ -703,14 +749,52 @@ mod tests {
                     "error_4xx_rate": 1.0, "error_5xx_rate": 0.0, "request_bytes": 0, "response_bytes": 0},
                 "baseline_windows": 0, "change": {},
                 "from_group": {"field": "client", "value": "203.0.113.9", "requests": 1, "errors": 1, "errors_5xx": 0},
-                "correlation": {"windows": 1}, "series": []}]
+                "correlation": {"windows": 1}, "series": []}],
+            "other_routes": [{"service": "accounts", "route": "POST /token",
+                "during": {"requests": 1, "requests_per_window": 1.0, "errors_4xx": 0, "errors_5xx": 0,
+                    "error_4xx_rate": 0.0, "error_5xx_rate": 0.0, "request_bytes": 0, "response_bytes": 0},
+                "baseline_windows": 0, "change": {},
+                "from_group": {"field": "client", "value": "203.0.113.9", "requests": 1, "errors": 0, "errors_5xx": 0},
+                "correlation": {"windows": 1}, "rose": false, "related": false}]
         })).unwrap());
-        let redacted = Redaction::public().apply(&with_impact);
-        let share = redacted.impact.unwrap().routes[0]
-            .from_group
-            .clone()
-            .unwrap();
+        let redacted = Redaction::public().apply(&with_impact).impact.unwrap();
+        let share = redacted.routes[0].from_group.clone().unwrap();
         assert_eq!(share.value, hash_value("203.0.113.9"));
+        let other = redacted.other_routes[0].from_group.clone().unwrap();
+        assert_eq!(other.value, hash_value("203.0.113.9"));
+    }
+
+    #[test]
+    fn impact_text_names_related_other_routes() {
+        let mut finding = finding();
+        let other = |route: &str, related: bool| {
+            serde_json::from_value(serde_json::json!({
+                "service": "accounts", "route": route,
+                "during": {"requests": 100, "requests_per_window": 20.0, "errors_4xx": 0, "errors_5xx": 5,
+                    "error_4xx_rate": 0.0, "error_5xx_rate": 0.05, "p99_ms": 40.0,
+                    "request_bytes": 0, "response_bytes": 0},
+                "baseline_windows": 30,
+                "change": {"p99_ms": {"absolute": 24.0, "relative": 1.5},
+                    "error_5xx_rate": {"absolute": 0.05},
+                    "error_4xx_rate": {"absolute": 0.0}},
+                "correlation": {"windows": 30, "p99_ms": 0.9812, "error_rate": 0.75},
+                "rose": true, "related": related
+            }))
+            .unwrap()
+        };
+        finding.impact = Some(feedloop_pipeline::Impact {
+            kpi_window_ms: 60_000,
+            relative_error: 0.01,
+            routes: vec![crate::chart::tests::attack_route()],
+            other_routes: vec![other("POST /token", true), other("GET /me", false)],
+        });
+        let text = impact_text(&finding, IMPACT_MAX_ROUTES).unwrap();
+        let last = text.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "Also rose with the matches: POST /token p99 +150% (r 0.98), 5xx rate up from 0 (r 0.75)"
+        );
+        assert!(!text.contains("GET /me"), "{text}");
     }
 
     #[test]
@@ -769,6 +853,7 @@ mod tests {
             kpi_window_ms: 60_000,
             relative_error: 0.01,
             routes: vec![hostile, crate::chart::tests::attack_route()],
+            other_routes: Vec::new(),
         });
 
         let text = impact_text(&finding, 1).unwrap();

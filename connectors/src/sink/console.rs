@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use feedloop_pipeline::impact::KpiChange;
+use feedloop_pipeline::impact::{KpiChange, KpiSummary, OtherRoute};
 use feedloop_pipeline::{Finding, Impact, Phase, RunCounts};
 
 use super::DeliveryReport;
@@ -174,7 +174,7 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
                 .skip(1)
                 .find(|(n, c)| *n == "p99_ms" && c.relative.is_some_and(|r| r.abs() >= 0.2)),
         )
-        .map(|(n, c)| describe_change(n, c, route))
+        .map(|(n, c)| describe_change(n, c, &route.during, route.baseline.as_ref()))
         .collect();
     let mut line = if parts.is_empty() {
         let noun = if during.requests == 1 {
@@ -207,7 +207,41 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
             );
         }
     }
+    if let Some(other) = impact.other_routes.iter().find(|o| o.related) {
+        let _ = write!(line, "; also {}", describe_other_route(other));
+    }
     Some(line)
+}
+
+/// Describes the KPI of another route that rose most, with its correlation with the matches.
+fn describe_other_route(other: &OtherRoute) -> String {
+    let rise = |c: &KpiChange| c.relative.unwrap_or(f64::INFINITY);
+    let (name, change) = ["p99_ms", "error_5xx_rate", "error_4xx_rate"]
+        .iter()
+        .filter_map(|name| other.change.get(*name).map(|c| (*name, c)))
+        .filter(|(_, c)| c.absolute > 0.0)
+        .max_by(|a, b| rise(a.1).total_cmp(&rise(b.1)).then(b.0.cmp(a.0)))
+        .unwrap_or((
+            "p99_ms",
+            &KpiChange {
+                absolute: 0.0,
+                relative: None,
+            },
+        ));
+    let coefficient = if name == "p99_ms" {
+        other.correlation.p99_ms
+    } else {
+        other.correlation.error_rate
+    };
+    let mut text = format!(
+        "{} on {}",
+        describe_change(name, change, &other.during, other.baseline.as_ref()),
+        cut(&other.route, 100)
+    );
+    if let Some(r) = coefficient {
+        let _ = write!(text, ", correlation {r:.2} with the matches");
+    }
+    text
 }
 
 fn percent(share: f64) -> String {
@@ -236,10 +270,9 @@ fn ranked_changes(route: &feedloop_pipeline::impact::RouteImpact) -> Vec<(&str, 
 fn describe_change(
     name: &str,
     change: &KpiChange,
-    route: &feedloop_pipeline::impact::RouteImpact,
+    during: &KpiSummary,
+    before: Option<&KpiSummary>,
 ) -> String {
-    let during = &route.during;
-    let before = route.baseline.as_ref();
     let signed = |relative: f64| format!("{:+.0}%", relative * 100.0);
     let (label, now, was) = match name {
         "p99_ms" => (
@@ -418,6 +451,40 @@ mod impact_tests {
         assert_eq!(
             impact_line(&impact(change, share)).unwrap(),
             "impact: on POST /login during the finding, 4xx rate 0% to 17%; 98% of its errors from client=203.0.113.9"
+        );
+    }
+
+    #[test]
+    fn impact_line_names_a_related_other_route() {
+        let change = serde_json::json!({"p99_ms": {"absolute": 5.0, "relative": 0.04}});
+        let mut impact = impact(change, serde_json::Value::Null);
+        let other = |route: &str, related: bool, relative: f64, r: f64| {
+            serde_json::from_value(serde_json::json!({
+                "service": "accounts", "route": route,
+                "during": {"requests": 100, "requests_per_window": 20.0, "errors_4xx": 1, "errors_5xx": 0,
+                    "error_4xx_rate": 0.01, "error_5xx_rate": 0.0, "p99_ms": 40.0,
+                    "request_bytes": 0, "response_bytes": 0},
+                "baseline": {"requests": 600, "requests_per_window": 20.0, "errors_4xx": 6, "errors_5xx": 0,
+                    "error_4xx_rate": 0.01, "error_5xx_rate": 0.0, "p99_ms": 16.0,
+                    "request_bytes": 0, "response_bytes": 0},
+                "baseline_windows": 30,
+                "change": {"p99_ms": {"absolute": 24.0, "relative": relative}},
+                "correlation": {"windows": 30, "p99_ms": r}, "rose": true, "related": related
+            }))
+            .unwrap()
+        };
+        impact.other_routes = vec![other("GET /me", false, 2.0, 0.05)];
+        assert_eq!(
+            impact_line(&impact).unwrap(),
+            "impact: on POST /login during the finding, p99 latency +4% (125 ms to 130 ms)"
+        );
+
+        impact
+            .other_routes
+            .push(other("POST /token", true, 1.5, 0.91));
+        assert_eq!(
+            impact_line(&impact).unwrap(),
+            "impact: on POST /login during the finding, p99 latency +4% (125 ms to 130 ms); also p99 latency +150% (16 ms to 40 ms) on POST /token, correlation 0.91 with the matches"
         );
     }
 }

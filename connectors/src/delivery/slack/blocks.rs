@@ -403,6 +403,7 @@ mod tests {
             kpi_window_ms: 60_000,
             relative_error: 0.01,
             routes: vec![route; 12],
+            other_routes: Vec::new(),
         });
         let text = impact_text(&finding).unwrap();
         assert!(text.chars().count() <= MAX_SECTION_CHARS, "{}", text.len());
