@@ -5,9 +5,9 @@
 //! three services (`shop`, `accounts`, `payments`) at a rate that follows the time of day.
 //! The [`Plan`]'s scenarios add attackers, each a client that sends its own Poisson stream of
 //! requests inside its scenario's window, and effects that change every request to a route
-//! during a window: a latency factor or a 5xx rate. Each scenario gets a [`Label`] with its
-//! window, route, attacker identities and expected effects, so tests can check what feedloop
-//! reports against what happened.
+//! during a window, or during the first part of each period of it: a latency factor or a 5xx
+//! rate. Each scenario gets a [`Label`] with its window, route, attacker identities and
+//! expected effects, so tests can check what feedloop reports against what happened.
 //!
 //! The events depend only on the [`ScenarioConfig`] and [`SCENARIO_VERSION`]. Normal traffic
 //! draws from its own random stream and every attacker from another, and an effect never
@@ -38,7 +38,7 @@ use feedloop_rules::ApiEvent;
 pub use labels::{read_labels, write_labels, Effects, Label};
 pub use plan::{
     CredentialStuffing, DeployRegression, InjectionCampaign, ObjectEnumeration, Plan, Scenario,
-    Scraper,
+    Scraper, DEFAULT_REGRESSION_ROUTE,
 };
 pub use traffic::MAX_CLIENTS;
 
@@ -276,14 +276,31 @@ pub struct ScenarioEvent {
     pub scenario: Option<usize>,
 }
 
-/// A change to every request to one route during a window.
+/// A change to every request to one route during a window, or during the first part of each
+/// period of it.
 #[derive(Clone, Copy, Debug)]
 struct RouteEffect {
     route: usize,
     start_ms: i64,
     end_ms: i64,
+    /// The active time and the length of each period in milliseconds, or `None` when the
+    /// effect is active for the whole window.
+    period_ms: Option<(i64, i64)>,
     latency_factor: f64,
     route_5xx_rate: Option<f64>,
+}
+
+impl RouteEffect {
+    /// Returns true when the effect changes a call to `route` at `time_ms`.
+    fn is_active(&self, route: usize, time_ms: i64) -> bool {
+        if route != self.route || !(self.start_ms..self.end_ms).contains(&time_ms) {
+            return false;
+        }
+        match self.period_ms {
+            None => true,
+            Some((active_ms, every_ms)) => (time_ms - self.start_ms) % every_ms < active_ms,
+        }
+    }
 }
 
 /// One source of arrivals: normal traffic, or one attacker.
@@ -414,7 +431,7 @@ impl ScenarioGenerator {
             .status
             .expect("every call has a status before its effects");
         for effect in &self.effects {
-            if effect.route != call.route || !(effect.start_ms..effect.end_ms).contains(&time_ms) {
+            if !effect.is_active(call.route, time_ms) {
                 continue;
             }
             if let Some(latency) = call.event.latency_ms.as_mut() {
@@ -479,16 +496,18 @@ fn identities_of(attackers: &[Attacker]) -> (Vec<String>, Vec<String>) {
 }
 
 fn route_effect(scenario: &Scenario, start_ms: i64, end_ms: i64) -> Option<RouteEffect> {
-    let (latency_factor, route_5xx_rate) = match scenario {
-        Scenario::CredentialStuffing(s) => (s.latency_factor, None),
-        Scenario::DeployRegression(s) => (s.latency_factor, None),
-        Scenario::Scraper(s) => (1.0, Some(s.route_5xx_rate)),
+    let (latency_factor, route_5xx_rate, period_s) = match scenario {
+        Scenario::CredentialStuffing(s) => (s.latency_factor, None, None),
+        Scenario::DeployRegression(s) => (s.latency_factor, None, s.period_s()),
+        Scenario::Scraper(s) => (1.0, Some(s.route_5xx_rate), None),
         Scenario::ObjectEnumeration(_) | Scenario::InjectionCampaign(_) => return None,
     };
     Some(RouteEffect {
         route: scenario.route(),
         start_ms,
         end_ms,
+        period_ms: period_s
+            .map(|(active_s, every_s)| ((active_s * 1_000) as i64, (every_s * 1_000) as i64)),
         latency_factor,
         route_5xx_rate,
     })

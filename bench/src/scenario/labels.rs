@@ -30,6 +30,14 @@ pub struct Label {
     pub start: String,
     /// End of the window, RFC 3339 UTC.
     pub end: String,
+    /// Milliseconds the route is slow at the start of each period, for a deploy regression
+    /// with `slow_for_s` and `every_s`. Absent when the effects last the whole window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_for_ms: Option<i64>,
+    /// Length of each period in milliseconds. Periods start at `start_ms`, and the last one is
+    /// cut off at `end_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_ms: Option<i64>,
     /// The service of the route the scenario targets.
     pub service: String,
     /// The HTTP method of the route.
@@ -85,6 +93,12 @@ impl Label {
     ) -> Label {
         let (start_ms, end_ms) = scenario.window_ms(run_start_ms);
         let route = &ROUTES[scenario.route()];
+        let period_ms = match scenario {
+            Scenario::DeployRegression(s) => s.period_s().map(|(slow_for_s, every_s)| {
+                ((slow_for_s * 1_000) as i64, (every_s * 1_000) as i64)
+            }),
+            _ => None,
+        };
         Label {
             name: scenario.name().to_string(),
             kind: scenario.kind().to_string(),
@@ -93,6 +107,8 @@ impl Label {
             end_ms,
             start: rfc3339(start_ms),
             end: rfc3339(end_ms),
+            slow_for_ms: period_ms.map(|(slow_for_ms, _)| slow_for_ms),
+            every_ms: period_ms.map(|(_, every_ms)| every_ms),
             service: route.service.to_string(),
             method: route.method.to_string(),
             route: route.template.to_string(),
@@ -111,6 +127,22 @@ impl Label {
     /// Returns true when `time_ms` lies in the window.
     pub fn contains(&self, time_ms: i64) -> bool {
         (self.start_ms..self.end_ms).contains(&time_ms)
+    }
+
+    /// Returns true when the route-wide effects, `latency_factor` and `route_5xx_rate`, apply
+    /// at `time_ms`: inside the window and, when the label has a period, inside the slow part
+    /// of one.
+    pub fn effects_active_at(&self, time_ms: i64) -> bool {
+        if !self.contains(time_ms) {
+            return false;
+        }
+        match (self.slow_for_ms, self.every_ms) {
+            // A period of 0 ms, which the generator never writes, has no slow part.
+            (Some(slow_for_ms), Some(every_ms)) => (time_ms - self.start_ms)
+                .checked_rem(every_ms)
+                .is_some_and(|offset| offset < slow_for_ms),
+            _ => true,
+        }
     }
 }
 

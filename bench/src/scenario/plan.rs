@@ -11,9 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::traffic::{
-    LOGIN_ROUTE, ORDER_ROUTE, PAYMENT_CREATE_ROUTE, PRODUCT_ROUTE, ROUTES, SEARCH_ROUTE,
-};
+use super::traffic::{route_index, LOGIN_ROUTE, ORDER_ROUTE, PRODUCT_ROUTE, ROUTES, SEARCH_ROUTE};
 use super::InvalidScenario;
 
 /// The scenarios of one run.
@@ -113,7 +111,10 @@ pub struct Scraper {
     pub route_5xx_rate: f64,
 }
 
-/// Knobs of a deploy regression on `POST /api/payments`.
+/// Knobs of a deploy regression, on `POST /api/payments` unless `route` names another route.
+///
+/// The knobs that keep their defaults are left out of the JSON, so plans written before they
+/// existed print and run as before.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRegression {
@@ -123,8 +124,41 @@ pub struct DeployRegression {
     pub start_offset_s: u64,
     /// Length of the window in seconds.
     pub duration_s: u64,
-    /// Factor applied to the latency of every request to the route during the window.
+    /// Factor applied to the latency of every request to the route while it is slow.
     pub latency_factor: f64,
+    /// The route the regression slows, as `METHOD /template`, such as `GET /api/users/me`.
+    #[serde(
+        default = "default_regression_route",
+        skip_serializing_if = "is_default_regression_route"
+    )]
+    pub route: String,
+    /// Seconds the route is slow at the start of each period, or `None` when it is slow for
+    /// the whole window. Set together with `every_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_for_s: Option<u64>,
+    /// Length of a period in seconds. Periods start at the start of the window, and the last
+    /// one ends with the window, so its slow part may be cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_s: Option<u64>,
+}
+
+/// The route a deploy regression slows when its plan names none.
+pub const DEFAULT_REGRESSION_ROUTE: &str = "POST /api/payments";
+
+fn default_regression_route() -> String {
+    DEFAULT_REGRESSION_ROUTE.to_string()
+}
+
+fn is_default_regression_route(route: &str) -> bool {
+    route == DEFAULT_REGRESSION_ROUTE
+}
+
+impl DeployRegression {
+    /// Returns the slow time and the period in seconds, or `None` when the whole window is
+    /// slow.
+    pub fn period_s(&self) -> Option<(u64, u64)> {
+        self.slow_for_s.zip(self.every_s)
+    }
 }
 
 /// The largest latency factor a scenario may set.
@@ -154,6 +188,9 @@ impl Default for Plan {
                     start_offset_s: minutes(45),
                     duration_s: minutes(20),
                     latency_factor: 3.0,
+                    route: default_regression_route(),
+                    slow_for_s: None,
+                    every_s: None,
                 }),
                 Scenario::ObjectEnumeration(ObjectEnumeration {
                     name: "object-enumeration".to_string(),
@@ -290,13 +327,20 @@ impl Scenario {
     }
 
     /// Returns the index of the scenario's route in the catalog.
+    ///
+    /// # Panics
+    ///
+    /// Panics when a deploy regression names an unknown route, which [`Plan::validate`]
+    /// rejects.
     pub(super) fn route(&self) -> usize {
         match self {
             Scenario::CredentialStuffing(_) => LOGIN_ROUTE,
             Scenario::ObjectEnumeration(_) => ORDER_ROUTE,
             Scenario::InjectionCampaign(_) => SEARCH_ROUTE,
             Scenario::Scraper(_) => PRODUCT_ROUTE,
-            Scenario::DeployRegression(_) => PAYMENT_CREATE_ROUTE,
+            Scenario::DeployRegression(s) => {
+                route_index(&s.route).expect("a validated plan names only known routes")
+            }
         }
     }
 
@@ -375,7 +419,11 @@ impl Scenario {
                 check_rate(name, "requests_per_minute", s.requests_per_minute)?;
                 check_share(name, "route_5xx_rate", s.route_5xx_rate)
             }
-            Scenario::DeployRegression(s) => check_factor(name, s.latency_factor),
+            Scenario::DeployRegression(s) => {
+                check_factor(name, s.latency_factor)?;
+                check_route(name, &s.route)?;
+                check_period(name, s)
+            }
         }
     }
 }
@@ -451,4 +499,63 @@ fn check_factor(scenario: &str, value: f64) -> Result<(), InvalidScenario> {
         value,
         format!("expected a factor above 0 and at most {MAX_LATENCY_FACTOR}, such as 4.0"),
     ))
+}
+
+fn check_route(scenario: &str, route: &str) -> Result<(), InvalidScenario> {
+    if route_index(route).is_some() {
+        return Ok(());
+    }
+    let known: Vec<String> = ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.template))
+        .collect();
+    Err(knob(
+        scenario,
+        "route",
+        route,
+        format!("expected one of {}", known.join(", ")),
+    ))
+}
+
+/// Checks that `slow_for_s` and `every_s` are set together, and that each period has a slow
+/// part and a normal part and fits in the window.
+fn check_period(scenario: &str, regression: &DeployRegression) -> Result<(), InvalidScenario> {
+    let (slow_for_s, every_s) = match (regression.slow_for_s, regression.every_s) {
+        (None, None) => return Ok(()),
+        (Some(slow_for_s), Some(every_s)) => (slow_for_s, every_s),
+        (Some(slow_for_s), None) => {
+            return Err(unpaired(scenario, "slow_for_s", slow_for_s, "every_s"))
+        }
+        (None, Some(every_s)) => return Err(unpaired(scenario, "every_s", every_s, "slow_for_s")),
+    };
+    if slow_for_s == 0 || slow_for_s >= every_s {
+        return Err(knob(
+            scenario,
+            "slow_for_s",
+            slow_for_s,
+            format!("expected at least 1 s and less than every_s, which is {every_s} s"),
+        ));
+    }
+    if every_s > regression.duration_s {
+        return Err(knob(
+            scenario,
+            "every_s",
+            every_s,
+            format!(
+                "expected at most duration_s, which is {} s, so that the window contains a \
+                 whole period",
+                regression.duration_s
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn unpaired(scenario: &str, field: &'static str, value: u64, other: &str) -> InvalidScenario {
+    knob(
+        scenario,
+        field,
+        value,
+        format!("expected {other} as well, or neither of them for a route slow the whole window"),
+    )
 }

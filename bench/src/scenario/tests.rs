@@ -9,7 +9,7 @@ use feedloop_connectors::decode::{Decoder, Format, JsonMapping};
 use feedloop_rules::{packs, Detection, Rule};
 
 use super::output::{self, AvroSink, JsonlSink, OutputError, Pacing, Sink};
-use super::traffic::{LOGIN_ROUTE, ORDER_ROUTE, PAYMENT_CREATE_ROUTE, PRODUCT_ROUTE};
+use super::traffic::{route_index, LOGIN_ROUTE, ORDER_ROUTE, PRODUCT_ROUTE};
 use super::*;
 
 /// Returns the default configuration at a lower rate, so a run takes about a second.
@@ -228,6 +228,11 @@ fn labels_describe_the_default_plan() {
     assert!(!regression.attack);
     assert!(regression.clients.is_empty());
     assert_eq!(regression.effects.latency_factor, Some(3.0));
+    assert_eq!(regression.service, "payments");
+    assert_eq!(regression.method, "POST");
+    assert_eq!(regression.route, "/api/payments");
+    assert_eq!(regression.slow_for_ms, None);
+    assert_eq!(regression.every_ms, None);
     let (_, enumeration) = label(labels, "object-enumeration");
     assert_eq!(enumeration.principals.len(), 1);
 
@@ -343,22 +348,7 @@ fn regression_changes_only_its_route_and_window() {
     for (a, b) in with.iter().zip(&without) {
         let on_route = a.route == regression.route && a.method == regression.method;
         if on_route && regression.contains(a.time_ms) {
-            let (slow, base) = (a.latency_ms.unwrap(), b.latency_ms.unwrap());
-            if slow == traffic::MAX_LATENCY_MS {
-                // The gateway's timeout caps the slowed latency.
-                assert!(
-                    base * factor >= slow,
-                    "latency {base} ms capped at {slow} ms"
-                );
-            } else {
-                let ratio = slow / base;
-                assert!((ratio - factor).abs() < 0.01, "latency ratio {ratio}");
-            }
-            let same_otherwise = ApiEvent {
-                latency_ms: b.latency_ms,
-                ..a.clone()
-            };
-            assert_eq!(&same_otherwise, b);
+            assert_slowed(a, b, factor);
             changed += 1;
         } else {
             assert_eq!(a, b);
@@ -372,21 +362,440 @@ fn regression_latency_scales_by_factor() {
     let config = ScenarioConfig::default();
     let (events, labels) = default_run();
     let (_, regression) = label(labels, "deploy-regression");
-    let before = latencies(
-        events,
-        PAYMENT_CREATE_ROUTE,
-        config.start_ms,
-        regression.start_ms,
-    );
-    let during = latencies(
-        events,
-        PAYMENT_CREATE_ROUTE,
-        regression.start_ms,
-        regression.end_ms,
-    );
+    let payments = route_index(DEFAULT_REGRESSION_ROUTE).unwrap();
+    let before = latencies(events, payments, config.start_ms, regression.start_ms);
+    let during = latencies(events, payments, regression.start_ms, regression.end_ms);
     let factor = regression.effects.latency_factor.unwrap();
     let ratio = quantile(&during, 0.5) / quantile(&before, 0.5);
     assert!((ratio / factor - 1.0).abs() < 0.08, "p50 ratio {ratio:.3}");
+}
+
+/// Changes the deploy regression of `config`'s plan with `edit`.
+fn edit_regression(config: &mut ScenarioConfig, edit: impl FnOnce(&mut DeployRegression)) {
+    let regression = config
+        .plan
+        .scenarios
+        .iter_mut()
+        .find_map(|s| match s {
+            Scenario::DeployRegression(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    edit(regression);
+}
+
+/// Returns the normal events of a run of `config` paired with those of the same run without
+/// its deploy regression, and the regression's label.
+fn pair_with_run_without_regression(config: &ScenarioConfig) -> (Vec<(ApiEvent, ApiEvent)>, Label) {
+    let (with, labels) = generate(config);
+    let (index, regression) = label(&labels, "deploy-regression");
+    let mut without_config = config.clone();
+    without_config.plan.scenarios.remove(index);
+    let (without, _) = generate(&without_config);
+    let normal = |events: &[ScenarioEvent]| -> Vec<ApiEvent> {
+        events
+            .iter()
+            .filter(|g| g.scenario.is_none())
+            .map(|g| g.event.clone())
+            .collect()
+    };
+    let (with, without) = (normal(&with), normal(&without));
+    assert_eq!(with.len(), without.len());
+    (with.into_iter().zip(without).collect(), regression.clone())
+}
+
+/// Asserts that `slow` is `base` with its latency multiplied by `factor`. Both latencies are
+/// rounded to whole microseconds, and the slowed one is capped at the gateway's timeout.
+fn assert_slowed(slow: &ApiEvent, base: &ApiEvent, factor: f64) {
+    let (slowed, latency) = (slow.latency_ms.unwrap(), base.latency_ms.unwrap());
+    let rounding = 0.000_5 * (1.0 + factor) + 1e-9;
+    if slowed == traffic::MAX_LATENCY_MS {
+        assert!(
+            latency * factor >= slowed - rounding,
+            "latency {latency} ms capped at {slowed} ms"
+        );
+    } else {
+        assert!(
+            (slowed - latency * factor).abs() <= rounding,
+            "latency {latency} ms became {slowed} ms at {}, expected {factor} times it",
+            slow.time_ms
+        );
+    }
+    let same_otherwise = ApiEvent {
+        latency_ms: base.latency_ms,
+        ..slow.clone()
+    };
+    assert_eq!(&same_otherwise, base);
+}
+
+#[test]
+fn regression_on_users_me_changes_only_it() {
+    let mut config = small_config(13);
+    edit_regression(&mut config, |r| r.route = "GET /api/users/me".to_string());
+    let (pairs, regression) = pair_with_run_without_regression(&config);
+    assert_eq!(regression.service, "accounts");
+    assert_eq!(regression.method, "GET");
+    assert_eq!(regression.route, "/api/users/me");
+    let factor = regression.effects.latency_factor.unwrap();
+    assert_eq!(factor, 3.0);
+
+    let (mut changed, mut before, mut after) = (0, 0, 0);
+    for (with, without) in &pairs {
+        let on_route = with.method == "GET" && with.route == "/api/users/me";
+        if on_route && regression.contains(with.time_ms) {
+            assert_slowed(with, without, factor);
+            changed += 1;
+        } else {
+            assert_eq!(with, without);
+            before += usize::from(on_route && with.time_ms < regression.start_ms);
+            after += usize::from(on_route && with.time_ms >= regression.end_ms);
+        }
+    }
+    // At 2 events/s about 0.12 calls a second reach the route, so 20 minutes contain about 140.
+    assert!(changed > 80, "{changed} events changed");
+    assert!(
+        before > 80,
+        "{before} events on the route before the window"
+    );
+    assert!(after > 80, "{after} events on the route after the window");
+}
+
+#[test]
+fn periodic_regression_slows_only_slow_parts() {
+    let mut config = small_config(14);
+    edit_regression(&mut config, |r| {
+        r.route = "GET /api/users/me".to_string();
+        r.start_offset_s = 2_700;
+        r.duration_s = 1_300;
+        r.slow_for_s = Some(120);
+        r.every_s = Some(240);
+    });
+    let (pairs, regression) = pair_with_run_without_regression(&config);
+    let factor = regression.effects.latency_factor.unwrap();
+    // The slow parts in seconds after the start of the window. The last period starts at
+    // 1,200 s, and the window's end at 1,300 s cuts its slow part to 100 s.
+    let slow_parts_s = [
+        (0, 120),
+        (240, 360),
+        (480, 600),
+        (720, 840),
+        (960, 1_080),
+        (1_200, 1_300),
+    ];
+    let slow_part = |time_ms: i64| {
+        slow_parts_s.iter().position(|&(from, to)| {
+            (regression.start_ms + from * 1_000..regression.start_ms + to * 1_000)
+                .contains(&time_ms)
+        })
+    };
+
+    let mut slowed = [0; 6];
+    let (mut normal_inside, mut normal_outside) = (0, 0);
+    for (with, without) in &pairs {
+        let on_route = with.method == "GET" && with.route == "/api/users/me";
+        if !on_route {
+            assert_eq!(with, without);
+            continue;
+        }
+        assert_eq!(
+            regression.effects_active_at(with.time_ms),
+            slow_part(with.time_ms).is_some(),
+            "event at {}",
+            with.time_ms
+        );
+        match slow_part(with.time_ms) {
+            Some(part) => {
+                assert_slowed(with, without, factor);
+                slowed[part] += 1;
+            }
+            None => {
+                assert_eq!(with, without);
+                if regression.contains(with.time_ms) {
+                    normal_inside += 1;
+                } else {
+                    normal_outside += 1;
+                }
+            }
+        }
+    }
+    // About 0.12 calls a second reach the route, so a slow part contains about 14 of them and
+    // the 100-second last one about 12.
+    for (part, count) in slowed.iter().enumerate() {
+        assert!(*count > 0, "no event in slow part {part}");
+    }
+    assert!(
+        normal_inside > 30,
+        "{normal_inside} normal events inside the window"
+    );
+    assert!(
+        normal_outside > 500,
+        "{normal_outside} events outside the window"
+    );
+}
+
+#[test]
+fn periodic_effect_bounds_are_exact() {
+    let effect = RouteEffect {
+        route: 10,
+        start_ms: 1_000_000,
+        end_ms: 2_300_000,
+        period_ms: Some((120_000, 240_000)),
+        latency_factor: 3.0,
+        route_5xx_rate: None,
+    };
+    let cases = [
+        (999_999, false),
+        (1_000_000, true),
+        (1_119_999, true),
+        (1_120_000, false),
+        (1_239_999, false),
+        (1_240_000, true),
+        (2_200_000, true),
+        (2_299_999, true),
+        (2_300_000, false),
+    ];
+    for (time_ms, active) in cases {
+        assert_eq!(effect.is_active(10, time_ms), active, "at {time_ms}");
+    }
+    assert!(!effect.is_active(12, 1_000_000));
+
+    let mut config = small_config(1);
+    edit_regression(&mut config, |r| {
+        r.start_offset_s = 0;
+        r.duration_s = 1_300;
+        r.slow_for_s = Some(120);
+        r.every_s = Some(240);
+    });
+    let labels = ScenarioGenerator::new(config.clone()).unwrap().labels();
+    let (_, regression) = label(&labels, "deploy-regression");
+    for (time_ms, active) in cases {
+        let time_ms = time_ms - 1_000_000 + config.start_ms;
+        assert_eq!(
+            regression.effects_active_at(time_ms),
+            active,
+            "at {time_ms}"
+        );
+    }
+}
+
+#[test]
+fn periodic_regression_label_carries_period() {
+    let mut config = small_config(1);
+    edit_regression(&mut config, |r| {
+        r.route = "GET /api/users/me".to_string();
+        r.duration_s = 1_300;
+        r.slow_for_s = Some(120);
+        r.every_s = Some(240);
+    });
+    let generator = ScenarioGenerator::new(config).unwrap();
+    let labels = generator.labels();
+    let (_, regression) = label(&labels, "deploy-regression");
+    assert_eq!(regression.slow_for_ms, Some(120_000));
+    assert_eq!(regression.every_ms, Some(240_000));
+    let (_, stuffing) = label(&labels, "credential-stuffing");
+    assert_eq!(stuffing.slow_for_ms, None);
+    assert_eq!(stuffing.every_ms, None);
+
+    let mut written = Vec::new();
+    write_labels(std::slice::from_ref(regression), &mut written).unwrap();
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        concat!(
+            r#"{"name":"deploy-regression","kind":"deploy-regression","attack":false,"#,
+            r#""start_ms":1748853900000,"end_ms":1748855200000,"#,
+            r#""start":"2025-06-02T08:45:00.000Z","end":"2025-06-02T09:06:40.000Z","#,
+            r#""slow_for_ms":120000,"every_ms":240000,"#,
+            r#""service":"accounts","method":"GET","route":"/api/users/me","#,
+            r#""clients":[],"principals":[],"attacker_events":0,"expected_rules":[],"#,
+            r#""effects":{"latency_factor":3.0}}"#,
+            "\n"
+        )
+    );
+}
+
+#[test]
+fn default_regression_knobs_stay_out_of_json() {
+    let (index, _) = label(&default_run().1, "deploy-regression");
+    let regression = &Plan::default().scenarios[index];
+    assert_eq!(
+        serde_json::to_string(regression).unwrap(),
+        r#"{"kind":"deploy-regression","name":"deploy-regression","start_offset_s":2700,"duration_s":1200,"latency_factor":3.0}"#
+    );
+    let Scenario::DeployRegression(spec) = regression else {
+        panic!("scenario {index} is not the deploy regression");
+    };
+    assert_eq!(spec.route, DEFAULT_REGRESSION_ROUTE);
+    assert_eq!(spec.period_s(), None);
+}
+
+#[test]
+fn periodic_regression_plan_parses() {
+    let json = r#"{"scenarios": [{"kind": "deploy-regression", "name": "batch-job",
+        "start_offset_s": 3600, "duration_s": 3600, "latency_factor": 2.5,
+        "route": "GET /api/users/me", "slow_for_s": 120, "every_s": 240}]}"#;
+    let plan: Plan = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        plan.scenarios,
+        [Scenario::DeployRegression(DeployRegression {
+            name: "batch-job".to_string(),
+            start_offset_s: 3_600,
+            duration_s: 3_600,
+            latency_factor: 2.5,
+            route: "GET /api/users/me".to_string(),
+            slow_for_s: Some(120),
+            every_s: Some(240),
+        })]
+    );
+    assert_eq!(plan.validate(14_400), Ok(()));
+    assert_eq!(
+        serde_json::to_string(&plan).unwrap(),
+        r#"{"scenarios":[{"kind":"deploy-regression","name":"batch-job","start_offset_s":3600,"duration_s":3600,"latency_factor":2.5,"route":"GET /api/users/me","slow_for_s":120,"every_s":240}]}"#
+    );
+}
+
+#[test]
+fn invalid_regression_knobs_are_rejected() {
+    let routes = "GET /api/products, GET /api/products/{id}, GET /api/search, GET /api/cart, \
+                  POST /api/cart/items, GET /api/orders, GET /api/orders/{id}, POST /api/orders, \
+                  POST /api/auth/login, POST /api/auth/token/refresh, GET /api/users/me, \
+                  PATCH /api/users/me, POST /api/payments, GET /api/payments/{id}, \
+                  GET /api/payments/methods";
+    let cases = [
+        (
+            "GET /api/user",
+            None,
+            None,
+            format!("invalid route GET /api/user of deploy-regression: expected one of {routes}"),
+        ),
+        (
+            "get /api/users/me",
+            None,
+            None,
+            format!(
+                "invalid route get /api/users/me of deploy-regression: expected one of {routes}"
+            ),
+        ),
+        (
+            "/api/users/me",
+            None,
+            None,
+            format!("invalid route /api/users/me of deploy-regression: expected one of {routes}"),
+        ),
+        (
+            DEFAULT_REGRESSION_ROUTE,
+            Some(120),
+            None,
+            "invalid slow_for_s 120 of deploy-regression: expected every_s as well, or neither \
+             of them for a route slow the whole window"
+                .to_string(),
+        ),
+        (
+            DEFAULT_REGRESSION_ROUTE,
+            None,
+            Some(240),
+            "invalid every_s 240 of deploy-regression: expected slow_for_s as well, or neither \
+             of them for a route slow the whole window"
+                .to_string(),
+        ),
+        (
+            DEFAULT_REGRESSION_ROUTE,
+            Some(0),
+            Some(240),
+            "invalid slow_for_s 0 of deploy-regression: expected at least 1 s and less than \
+             every_s, which is 240 s"
+                .to_string(),
+        ),
+        (
+            DEFAULT_REGRESSION_ROUTE,
+            Some(240),
+            Some(240),
+            "invalid slow_for_s 240 of deploy-regression: expected at least 1 s and less than \
+             every_s, which is 240 s"
+                .to_string(),
+        ),
+        (
+            DEFAULT_REGRESSION_ROUTE,
+            Some(0),
+            Some(0),
+            "invalid slow_for_s 0 of deploy-regression: expected at least 1 s and less than \
+             every_s, which is 0 s"
+                .to_string(),
+        ),
+        (
+            DEFAULT_REGRESSION_ROUTE,
+            Some(120),
+            Some(1_201),
+            "invalid every_s 1201 of deploy-regression: expected at most duration_s, which is \
+             1200 s, so that the window contains a whole period"
+                .to_string(),
+        ),
+    ];
+    for (route, slow_for_s, every_s, expected) in cases {
+        let mut config = ScenarioConfig::default();
+        edit_regression(&mut config, |r| {
+            r.route = route.to_string();
+            r.slow_for_s = slow_for_s;
+            r.every_s = every_s;
+        });
+        assert_eq!(
+            config.plan.validate(14_400).unwrap_err().to_string(),
+            expected
+        );
+    }
+
+    // The longest period is the whole window.
+    let mut config = ScenarioConfig::default();
+    edit_regression(&mut config, |r| {
+        r.slow_for_s = Some(1_199);
+        r.every_s = Some(1_200);
+    });
+    assert_eq!(config.plan.validate(14_400), Ok(()));
+}
+
+#[test]
+fn regression_overlap_uses_its_route() {
+    // The default regression, 45 to 65 min, overlaps the credential stuffing, 40 to 55 min,
+    // in time. On the login route that is an overlap, periodic or not.
+    let overlap = "invalid start_offset_s 2700 of deploy-regression: credential-stuffing and \
+                   deploy-regression overlap on POST /api/auth/login; move one so that each \
+                   route has one known effect at a time";
+    for period in [None, Some(60)] {
+        let mut config = ScenarioConfig::default();
+        edit_regression(&mut config, |r| {
+            r.route = "POST /api/auth/login".to_string();
+            r.slow_for_s = period;
+            r.every_s = period.map(|slow_for_s| slow_for_s * 4);
+        });
+        assert_eq!(
+            config.plan.validate(14_400).unwrap_err().to_string(),
+            overlap
+        );
+    }
+
+    // Starting when the credential stuffing ends, it shares the route without overlap.
+    let mut config = ScenarioConfig::default();
+    edit_regression(&mut config, |r| {
+        r.route = "POST /api/auth/login".to_string();
+        r.start_offset_s = 3_300;
+    });
+    assert_eq!(config.plan.validate(14_400), Ok(()));
+
+    // Moved off the payments route, the regression may overlap another one on it.
+    let mut config = ScenarioConfig::default();
+    edit_regression(&mut config, |r| r.route = "GET /api/users/me".to_string());
+    config
+        .plan
+        .scenarios
+        .push(Scenario::DeployRegression(DeployRegression {
+            name: "payments-regression".to_string(),
+            start_offset_s: 2_700,
+            duration_s: 1_200,
+            latency_factor: 2.0,
+            route: DEFAULT_REGRESSION_ROUTE.to_string(),
+            slow_for_s: None,
+            every_s: None,
+        }));
+    assert_eq!(config.plan.validate(14_400), Ok(()));
 }
 
 #[test]
@@ -807,6 +1216,12 @@ fn example_matches_its_command() {
     );
     let (_, expected_labels) = generate(&config);
     assert_eq!(read_labels(&labels).unwrap(), expected_labels);
+    let mut written = Vec::new();
+    write_labels(&expected_labels, &mut written).unwrap();
+    assert!(
+        labels.as_bytes() == written,
+        "the example's labels differ from its command's output"
+    );
 }
 
 #[test]

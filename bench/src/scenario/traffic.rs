@@ -282,8 +282,13 @@ pub(super) const ORDER_ROUTE: usize = 6;
 /// Index of `POST /api/auth/login`, the credential stuffing's route.
 pub(super) const LOGIN_ROUTE: usize = 8;
 
-/// Index of `POST /api/payments`, the deploy regression's route.
-pub(super) const PAYMENT_CREATE_ROUTE: usize = 12;
+/// Returns the index of the route written as `METHOD /template`, such as `GET /api/users/me`.
+pub(super) fn route_index(name: &str) -> Option<usize> {
+    let (method, template) = name.split_once(' ')?;
+    ROUTES
+        .iter()
+        .position(|r| r.method == method && r.template == template)
+}
 
 /// User agents of normal clients and their relative shares. None names an attack tool.
 const AGENTS: &[(&str, u32)] = &[
