@@ -1,5 +1,7 @@
-//! Impact on a generated scenario with labels (examples/impact): credential stuffing slows
-//! the login route fourfold while an unrelated deploy slows a payments route threefold.
+//! Impact on generated scenarios with labels. In examples/impact, credential stuffing slows
+//! the login route fourfold while an unrelated deploy slows a payments route threefold; a
+//! scenario generated here adds a slowdown of a neighbouring route that follows the attack
+//! and a periodic one that does not.
 
 mod common;
 
@@ -22,23 +24,23 @@ fn events() -> Vec<Event> {
     flate2::read::GzDecoder::new(file)
         .read_to_string(&mut text)
         .unwrap();
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            Event {
-                time: ms(v["time"].as_str().unwrap()),
-                service: v["service"].as_str().unwrap().to_string(),
-                route: format!(
-                    "{} {}",
-                    v["method"].as_str().unwrap(),
-                    v["route"].as_str().unwrap()
-                ),
-                status: v["status"].as_u64().unwrap() as u16,
-                client: v["client"].as_str().unwrap().to_string(),
-                latency: v["latency_ms"].as_f64().unwrap(),
-            }
-        })
-        .collect()
+    text.lines().map(event_of).collect()
+}
+
+fn event_of(line: &str) -> Event {
+    let v: Value = serde_json::from_str(line).unwrap();
+    Event {
+        time: ms(v["time"].as_str().unwrap()),
+        service: v["service"].as_str().unwrap().to_string(),
+        route: format!(
+            "{} {}",
+            v["method"].as_str().unwrap(),
+            v["route"].as_str().unwrap()
+        ),
+        status: v["status"].as_u64().unwrap() as u16,
+        client: v["client"].as_str().unwrap().to_string(),
+        latency: v["latency_ms"].as_f64().unwrap(),
+    }
 }
 
 fn labels() -> Vec<Value> {
@@ -232,4 +234,138 @@ fn chart_of_the_scenario_is_stable() {
         png,
         "bless with FEEDLOOP_BLESS=1"
     );
+}
+
+/// Generates 90 minutes of traffic in which credential stuffing on the login route also
+/// slows token refreshes (a shared backend), a batch job slows `GET /api/users/me` for two
+/// minutes out of every four from before the attack until after it, and a deploy slows the
+/// payments service while the attack runs.
+fn other_routes_scenario(dir: &std::path::Path) -> std::path::PathBuf {
+    use feedloop_bench::scenario::{output, Plan, ScenarioConfig, ScenarioGenerator};
+
+    let plan: Plan = serde_json::from_value(serde_json::json!({"scenarios": [
+        {"kind": "credential-stuffing", "name": "credential-stuffing", "start_offset_s": 2400,
+         "duration_s": 900, "clients": 12, "requests_per_client_per_minute": 6.0,
+         "latency_factor": 4.0},
+        {"kind": "deploy-regression", "name": "auth-backend-saturation", "start_offset_s": 2400,
+         "duration_s": 900, "latency_factor": 2.5, "route": "POST /api/auth/token/refresh"},
+        {"kind": "deploy-regression", "name": "batch-job", "start_offset_s": 600,
+         "duration_s": 4200, "latency_factor": 3.0, "route": "GET /api/users/me",
+         "slow_for_s": 120, "every_s": 240},
+        {"kind": "deploy-regression", "name": "deploy-regression", "start_offset_s": 2700,
+         "duration_s": 1200, "latency_factor": 3.0}
+    ]}))
+    .unwrap();
+    let config = ScenarioConfig {
+        seed: 7,
+        duration_ms: 90 * 60_000,
+        plan,
+        ..ScenarioConfig::default()
+    };
+    let path = dir.join("events.jsonl");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let summary = output::run(
+        ScenarioGenerator::new(config).unwrap(),
+        Box::new(output::JsonlSink::plain(file)),
+        output::Pacing {
+            send_rate: None,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(120),
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.events, 53_954);
+    path
+}
+
+/// Returns each KPI window's p99 latency of a route over a time range, from the events.
+fn window_p99s(events: &[Event], route: &str, from: i64, to: i64) -> Vec<(i64, f64)> {
+    let mut windows: std::collections::BTreeMap<i64, Vec<&Event>> = Default::default();
+    for event in events.iter().filter(|e| e.route == route) {
+        if (from..to).contains(&event.time) {
+            windows
+                .entry(event.time - event.time % 60_000)
+                .or_default()
+                .push(event);
+        }
+    }
+    windows
+        .into_iter()
+        .map(|(start, events)| (start, exact_p99(&events)))
+        .collect()
+}
+
+#[test]
+fn other_routes_separate_collateral_from_coincidence() {
+    let dir = common::temp_dir("other-routes");
+    let path = other_routes_scenario(&dir);
+    let findings: Vec<Value> = common::finals(common::scan_jsonl(&[&path], &[]))
+        .into_iter()
+        .filter(|f| f["rule_id"] == "auth-failure-burst")
+        .collect();
+    assert_eq!(
+        findings.len(),
+        36,
+        "three 5-minute windows of 12 stuffing clients"
+    );
+
+    for finding in &findings {
+        let impact = &finding["impact"];
+        let routes: Vec<&str> = impact["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["route"].as_str().unwrap())
+            .collect();
+        assert_eq!(routes, ["POST /api/auth/login"]);
+        let others = impact["other_routes"].as_array().unwrap();
+        let other = |route: &str| {
+            others
+                .iter()
+                .find(|o| o["route"] == route)
+                .unwrap_or_else(|| panic!("{route} missing from {others:?}"))
+        };
+
+        // Token refreshes slowed with the attack: related, and first.
+        let refresh = other("POST /api/auth/token/refresh");
+        assert_eq!(others[0]["route"], "POST /api/auth/token/refresh");
+        assert_eq!(refresh["rose"], true);
+        assert_eq!(refresh["related"], true);
+        let r = refresh["correlation"]["p99_ms"].as_f64().unwrap();
+        assert!(r >= 0.7, "refresh correlation {r}");
+        let rise = refresh["change"]["p99_ms"]["relative"].as_f64().unwrap();
+        assert!(rise >= 0.5, "refresh p99 rise {rise}");
+
+        // The batch job slowed GET /api/users/me in half of the windows, before, during and
+        // after the attack: its p99 does not follow the matches.
+        let me = other("GET /api/users/me");
+        assert_eq!(me["related"], false);
+        let r = me["correlation"]["p99_ms"].as_f64().unwrap();
+        assert!(r.abs() < 0.3, "batch job correlation {r}");
+        assert_eq!(me["correlation"]["windows"], 30);
+
+        // The payments deploy ran at the same time, in another service: never checked.
+        for route in impact["routes"].as_array().unwrap().iter().chain(others) {
+            assert_ne!(route["service"], "payments");
+        }
+    }
+
+    // The batch job really raised the route's latency during the attack: the windows it slowed
+    // have a p99 at least twice that of the windows it left alone.
+    let events: Vec<Event> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(event_of)
+        .collect();
+    let start = ms("2025-06-02T08:40:00Z");
+    let windows = window_p99s(&events, "GET /api/users/me", start, start + 15 * 60_000);
+    let slow = |window: i64| ((window - ms("2025-06-02T08:10:00Z")) / 60_000) % 4 < 2;
+    let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len() as f64;
+    let slowed = mean(windows.iter().filter(|w| slow(w.0)).map(|w| w.1).collect());
+    let normal = mean(windows.iter().filter(|w| !slow(w.0)).map(|w| w.1).collect());
+    assert!(
+        slowed >= 2.0 * normal,
+        "slowed {slowed} ms, normal {normal} ms"
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -576,7 +576,7 @@ impl KpiStore {
 
         let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
         let during_summary = summarize(&during_aggs, during.len());
-        let (baseline, baseline_count) = self.baseline(key, rule, first, end);
+        let (baseline, baseline_count) = self.baseline(key, rule, first, end, &BTreeSet::new());
         let change = baseline
             .as_ref()
             .map(|b| changes(&during_summary, b))
@@ -606,19 +606,17 @@ impl KpiStore {
         rule: u32,
         first: i64,
         end: i64,
+        also_claimed: &BTreeSet<i64>,
     ) -> (Option<KpiSummary>, usize) {
         let empty = BTreeMap::new();
         let panes = self.routes.get(key).unwrap_or(&empty);
-        let marked = self.marked.get(key);
+        let claimed = self.claimed_panes(key, rule, end);
         let size = self.options.window_ms as i64;
         let earliest = self.first_pane.get(key).copied().unwrap_or(first);
         let from = (first - self.options.baseline_windows as i64 * size)
             .max(earliest)
             .min(first);
-        let claims = |mark: &Mark| mark.known_at < end && (mark.targeted || mark.rule == rule);
-        let unmarked = |pane: &i64| {
-            marked.is_none_or(|m| m.get(pane).is_none_or(|marks| !marks.iter().any(claims)))
-        };
+        let unmarked = |pane: &i64| !claimed.contains(pane) && !also_claimed.contains(pane);
         let count = (0..self.options.baseline_windows as i64)
             .map(|i| from + i * size)
             .take_while(|pane| *pane < first)
@@ -630,6 +628,19 @@ impl KpiStore {
             .map(|(_, agg)| agg)
             .collect();
         ((count > 0).then(|| summarize(&aggs, count)), count)
+    }
+
+    /// Returns the windows of a route that findings claimed before `end` for the baseline of a
+    /// finding of `rule`.
+    fn claimed_panes(&self, key: &(String, String), rule: u32, end: i64) -> BTreeSet<i64> {
+        let claims = |mark: &Mark| mark.known_at < end && (mark.targeted || mark.rule == rule);
+        self.marked
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|(_, marks)| marks.iter().any(claims))
+            .map(|(pane, _)| *pane)
+            .collect()
     }
 
     /// Returns the other routes of the finding's services, of the busiest
@@ -673,6 +684,12 @@ impl KpiStore {
             }
         }
         let matches = |pane: i64, _: &KpiAgg| own_matches.get(&pane).copied().unwrap_or(0);
+        // The windows in which the attack already ran on the finding's routes stay out of the
+        // other routes' baselines too, or a slowdown it causes would become their baseline.
+        let attack_panes: BTreeSet<i64> = own
+            .iter()
+            .flat_map(|key| self.claimed_panes(key, rule, end))
+            .collect();
 
         let first = during[0];
         let mut checked: Vec<(f64, u64, OtherRoute)> = Vec::new();
@@ -680,7 +697,7 @@ impl KpiStore {
             let panes = &self.routes[key];
             let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
             let during_summary = summarize(&during_aggs, during.len());
-            let (baseline, baseline_windows) = self.baseline(key, rule, first, end);
+            let (baseline, baseline_windows) = self.baseline(key, rule, first, end, &attack_panes);
             let change = baseline
                 .as_ref()
                 .map(|b| changes(&during_summary, b))
