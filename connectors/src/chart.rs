@@ -219,6 +219,7 @@ pub(crate) mod tests {
             during: KpiSummary::default(),
             baseline: None,
             baseline_windows: 0,
+            baseline_of_own_findings: false,
             change: BTreeMap::new(),
             from_group: None,
             correlation: Correlation::default(),

@@ -42,6 +42,10 @@ pub struct RouteImpact {
     pub baseline: Option<KpiSummary>,
     /// How many windows the baseline rests on.
     pub baseline_windows: usize,
+    /// True when the rule's own route-wide findings had claimed every baseline window, so the
+    /// baseline is made of them: the rule fires all the time on this route.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub baseline_of_own_findings: bool,
     /// KPI name to its change from the baseline; empty without a baseline.
     pub change: BTreeMap<String, KpiChange>,
     /// The share of the route's traffic in the finding's windows that came from its group.
@@ -64,6 +68,9 @@ pub struct OtherRoute {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<KpiSummary>,
     pub baseline_windows: usize,
+    /// True when the baseline is made of windows claimed by the rule's own route-wide findings.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub baseline_of_own_findings: bool,
     /// KPI name to its change from the baseline; empty without a baseline.
     pub change: BTreeMap<String, KpiChange>,
     /// The share of the route's traffic in the finding's windows that came from its group.
@@ -165,4 +172,8 @@ pub struct SeriesPoint {
     pub p99_ms: Option<f64>,
     /// Whether the window overlaps the finding's window.
     pub in_finding: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }

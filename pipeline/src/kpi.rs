@@ -367,6 +367,15 @@ struct Mark {
     targeted: bool,
 }
 
+/// A route's baseline for one finding.
+struct Baseline {
+    summary: Option<KpiSummary>,
+    /// The windows it covers, windows without traffic included.
+    windows: usize,
+    /// Whether it had to take back windows claimed by the rule's own route-wide findings.
+    of_own_findings: bool,
+}
+
 /// Every route's KPI windows over the kept horizon, on worker 0.
 pub struct KpiStore {
     options: KpiOptions,
@@ -576,8 +585,9 @@ impl KpiStore {
 
         let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
         let during_summary = summarize(&during_aggs, during.len());
-        let (baseline, baseline_count) = self.baseline(key, rule, first, end, &BTreeSet::new());
+        let baseline = self.baseline(key, rule, first, end, &BTreeSet::new());
         let change = baseline
+            .summary
             .as_ref()
             .map(|b| changes(&during_summary, b))
             .unwrap_or_default();
@@ -589,17 +599,22 @@ impl KpiStore {
             from_group: group_share(finding, &during_aggs),
             correlation: self.correlation(matches, panes, during),
             series: self.series(rule, panes, during),
-            baseline_windows: baseline_count,
-            baseline: baseline.map(rounded),
+            baseline_windows: baseline.windows,
+            baseline_of_own_findings: baseline.of_own_findings,
+            baseline: baseline.summary.map(rounded),
             change,
             during: rounded(during_summary),
         }
     }
 
     /// Returns a route's baseline for a finding of `rule` whose windows start at `first` and
-    /// end at `end`, with the number of windows it covers: the N windows before `first`, by
-    /// time. Windows without traffic count as zero requests, but windows claimed by findings
-    /// on the route do not count.
+    /// end at `end`: the N windows before `first`, by time. Windows without traffic count as
+    /// zero requests, but windows claimed by findings on the route do not count.
+    ///
+    /// When the rule's own route-wide findings claimed every one of those windows, the rule
+    /// fires all the time on the route, and the baseline takes those windows back (leaving
+    /// out only windows that attackers claimed), so such findings compare with the route's
+    /// usual state rather than with nothing.
     fn baseline(
         &self,
         key: &(String, String),
@@ -607,17 +622,39 @@ impl KpiStore {
         first: i64,
         end: i64,
         also_claimed: &BTreeSet<i64>,
-    ) -> (Option<KpiSummary>, usize) {
+    ) -> Baseline {
+        let claimed = self.claimed_panes(key, rule, end, true);
+        let strict = self.baseline_without(key, first, &claimed, also_claimed);
+        if strict.windows > 0 {
+            return strict;
+        }
+        let targeted = self.claimed_panes(key, rule, end, false);
+        let fallback = self.baseline_without(key, first, &targeted, also_claimed);
+        if fallback.windows > 0 {
+            return Baseline {
+                of_own_findings: true,
+                ..fallback
+            };
+        }
+        strict
+    }
+
+    fn baseline_without(
+        &self,
+        key: &(String, String),
+        first: i64,
+        claimed: &BTreeSet<i64>,
+        also_claimed: &BTreeSet<i64>,
+    ) -> Baseline {
         let empty = BTreeMap::new();
         let panes = self.routes.get(key).unwrap_or(&empty);
-        let claimed = self.claimed_panes(key, rule, end);
         let size = self.options.window_ms as i64;
         let earliest = self.first_pane.get(key).copied().unwrap_or(first);
         let from = (first - self.options.baseline_windows as i64 * size)
             .max(earliest)
             .min(first);
         let unmarked = |pane: &i64| !claimed.contains(pane) && !also_claimed.contains(pane);
-        let count = (0..self.options.baseline_windows as i64)
+        let windows = (0..self.options.baseline_windows as i64)
             .map(|i| from + i * size)
             .take_while(|pane| *pane < first)
             .filter(unmarked)
@@ -627,13 +664,26 @@ impl KpiStore {
             .filter(|(p, _)| unmarked(p))
             .map(|(_, agg)| agg)
             .collect();
-        ((count > 0).then(|| summarize(&aggs, count)), count)
+        Baseline {
+            summary: (windows > 0).then(|| summarize(&aggs, windows)),
+            windows,
+            of_own_findings: false,
+        }
     }
 
     /// Returns the windows of a route that findings claimed before `end` for the baseline of a
-    /// finding of `rule`.
-    fn claimed_panes(&self, key: &(String, String), rule: u32, end: i64) -> BTreeSet<i64> {
-        let claims = |mark: &Mark| mark.known_at < end && (mark.targeted || mark.rule == rule);
+    /// finding of `rule`: windows of findings that name attackers, and with `own_rule_wide`
+    /// also windows of the rule's own route-wide findings.
+    fn claimed_panes(
+        &self,
+        key: &(String, String),
+        rule: u32,
+        end: i64,
+        own_rule_wide: bool,
+    ) -> BTreeSet<i64> {
+        let claims = |mark: &Mark| {
+            mark.known_at < end && (mark.targeted || (own_rule_wide && mark.rule == rule))
+        };
         self.marked
             .get(key)
             .into_iter()
@@ -688,7 +738,7 @@ impl KpiStore {
         // other routes' baselines too, or a slowdown it causes would become their baseline.
         let attack_panes: BTreeSet<i64> = own
             .iter()
-            .flat_map(|key| self.claimed_panes(key, rule, end))
+            .flat_map(|key| self.claimed_panes(key, rule, end, true))
             .collect();
 
         let first = during[0];
@@ -697,8 +747,9 @@ impl KpiStore {
             let panes = &self.routes[key];
             let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
             let during_summary = summarize(&during_aggs, during.len());
-            let (baseline, baseline_windows) = self.baseline(key, rule, first, end, &attack_panes);
+            let baseline = self.baseline(key, rule, first, end, &attack_panes);
             let change = baseline
+                .summary
                 .as_ref()
                 .map(|b| changes(&during_summary, b))
                 .unwrap_or_default();
@@ -725,9 +776,10 @@ impl KpiStore {
                     correlation,
                     rose: largest_rise >= OTHER_ROUTE_RISE,
                     related,
-                    baseline_windows,
+                    baseline_windows: baseline.windows,
+                    baseline_of_own_findings: baseline.of_own_findings,
                     change,
-                    baseline: baseline.map(rounded),
+                    baseline: baseline.summary.map(rounded),
                     during: rounded(during_summary),
                 },
             ));
@@ -1116,6 +1168,49 @@ mod tests {
         assert!(me.change["p99_ms"].relative.unwrap() > 1.9);
         // A constant series has no coefficient.
         assert_eq!(impact.other_routes[2].correlation.p99_ms, None);
+    }
+
+    #[test]
+    fn rule_firing_every_window_gets_a_baseline() {
+        let minute = 60_000;
+        let rules = ["spread".to_string()];
+        let mut store = KpiStore::new(KpiOptions::default(), &rules, 300_000);
+        for m in 0..20 {
+            let mut agg = calls(10, 0);
+            agg.matches.insert(0, 5);
+            assert!(store.absorb(("shop".into(), "POST /login".into(), m * minute), &agg));
+        }
+        let finding = |from: i64, group: serde_json::Value| -> Finding {
+            serde_json::from_value(serde_json::json!({
+                "rule_id": "spread", "title": "Spread", "fingerprint": "f", "phase": "final",
+                "kind": "distinct", "severity": "high", "stages": ["operate"], "tags": [],
+                "service": "shop", "group": group,
+                "window": {"start": format_seconds(from * minute), "end": format_seconds((from + 5) * minute)},
+                "condition": "distinct client >= 5", "count": 25,
+                "first_seen": format_seconds(from * minute),
+                "last_seen": format_seconds((from + 5) * minute - 1), "evidence": []
+            }))
+            .unwrap()
+        };
+        let route_wide = serde_json::json!({"route": "/login"});
+
+        let first = store.impact(&finding(0, route_wide.clone())).unwrap();
+        assert_eq!(first.routes[0].baseline_windows, 0);
+        assert!(!first.routes[0].baseline_of_own_findings);
+        // The rule's own findings claimed every earlier window, so the baseline takes them back.
+        let second = store.impact(&finding(5, route_wide)).unwrap();
+        assert_eq!(second.routes[0].baseline_windows, 5);
+        assert!(second.routes[0].baseline_of_own_findings);
+        assert_eq!(second.routes[0].baseline.as_ref().unwrap().requests, 50);
+        // Windows that a finding naming an attacker claimed stay out even then.
+        let attacker = serde_json::json!({"client": "203.0.113.9"});
+        assert!(store.impact(&finding(10, attacker)).is_some());
+        let later = store
+            .impact(&finding(15, serde_json::json!({"route": "/login"})))
+            .unwrap();
+        assert_eq!(later.routes[0].baseline_windows, 10);
+        assert!(later.routes[0].baseline_of_own_findings);
+        assert_eq!(later.routes[0].baseline.as_ref().unwrap().requests, 100);
     }
 
     #[test]

@@ -307,7 +307,9 @@ fn describe_change(
 }
 
 fn per_window(value: f64) -> String {
-    if value < 10.0 {
+    if value < 1.0 {
+        format!("{value:.2}")
+    } else if value < 10.0 {
         format!("{value:.1}")
     } else {
         format!("{value:.0}")
