@@ -380,7 +380,10 @@ fn late_events_update_delivered_finding() {
     let comment = requests[2].json()["body"].as_str().unwrap().to_string();
     assert!(
         comment.starts_with(
-            "**Updated:** the condition still holds; the facts below are the latest.\n\n- **Change:** updated\n"
+            "**Updated:** the condition still holds; the facts below are the latest. Impact now: \
+             `22 requests on GET /api/orders during the finding, p99 latency 4965 ms, error rate \
+             45%, no baseline to compare with; 100% of its errors from \
+             client=hash:f5047344122f`.\n\n- **Change:** updated\n"
         ),
         "{comment}"
     );
@@ -438,7 +441,10 @@ fn late_events_update_delivered_finding() {
     assert_eq!(reply["thread_ts"], ts.as_str());
     assert_eq!(
         reply["text"],
-        "*Updated:* count 10 in the window 2026-01-05T12:00:00Z to 2026-01-05T12:05:00Z, last seen 2026-01-05T12:01:30.000Z."
+        "*Updated:* count 10 in the window 2026-01-05T12:00:00Z to 2026-01-05T12:05:00Z, last seen \
+         2026-01-05T12:01:30.000Z. Impact now: 22 requests on GET /api/orders during the finding, \
+         p99 latency 4965 ms, error rate 45%, no baseline to compare with; 100% of its errors \
+         from client=10.0.0.1."
     );
     assert_eq!(messages[0].edits, 1);
     assert_eq!(messages[0].replies.len(), 1);

@@ -1231,6 +1231,12 @@ fn impact_adds_text_chart_to_body_and_comments() {
         "the chart comes before the evidence: {body}"
     );
     assert_eq!(body.replacen(&section, "", 1), plain_body);
+    // The update's lead names the impact as it is now, with the client redacted.
+    let summary = " Impact now: `on POST /login during the finding, 4xx rate +853% (2% to 15%), \
+                   p99 latency +297% (121 ms to 480 ms); 91% of its errors from \
+                   client=hash:d861b7e91033`.";
+    assert!(comment.contains(summary), "{comment}");
+    let comment = comment.replacen(summary, "", 1);
     assert_eq!(comment.replacen(&section, "", 1), plain_comment);
     assert!(!plain_body.contains("**Impact**"), "{plain_body}");
 }

@@ -508,8 +508,15 @@ impl GithubReceiver {
                 "**Opened again:** the finding was reported as new while this issue is open."
                     .to_string()
             }
-            (_, true) => "**Updated:** the condition still holds; the facts below are the latest."
-                .to_string(),
+            (_, true) => {
+                let mut lead = "**Updated:** the condition still holds; the facts below are the \
+                                latest."
+                    .to_string();
+                if let Some(summary) = render::impact_summary(notice.finding()) {
+                    lead.push_str(&format!(" Impact now: `{summary}`."));
+                }
+                lead
+            }
         };
         if open_after != remote.open {
             self.set_issue_state(repo, number, open_after)?;

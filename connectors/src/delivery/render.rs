@@ -506,6 +506,21 @@ fn other_route_text(other: &feedloop_pipeline::impact::OtherRoute) -> String {
     format!("{} {}", other.route, parts.join(", "))
 }
 
+/// The maximum characters of the impact summary that update messages carry.
+pub const IMPACT_SUMMARY_MAX_CHARS: usize = 400;
+
+/// Returns the one-line impact summary of a finding, as the console prints it, for the texts
+/// of updates: without the `impact:` prefix, with control and bidi characters escaped and
+/// backticks replaced by `'`, at most [`IMPACT_SUMMARY_MAX_CHARS`] characters.
+pub fn impact_summary(finding: &Finding) -> Option<String> {
+    let line = crate::sink::console::impact_line(finding.impact.as_ref()?)?;
+    let line = line.strip_prefix("impact: ").unwrap_or(&line);
+    Some(truncate(
+        &clean(line).replace('`', "'"),
+        IMPACT_SUMMARY_MAX_CHARS,
+    ))
+}
+
 /// The evidence table's column names.
 pub const EVIDENCE_COLUMNS: [&str; 6] =
     ["time", "client", "request", "status", "principal", "match"];

@@ -176,15 +176,28 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
         )
         .map(|(n, c)| describe_change(n, c, &route.during, route.baseline.as_ref()))
         .collect();
-    let mut line = if parts.is_empty() {
+    let mut line = if route.baseline.is_none() {
         let noun = if during.requests == 1 {
             "request"
         } else {
             "requests"
         };
+        let mut levels = String::new();
+        if let Some(p99) = during.p99_ms {
+            let _ = write!(levels, ", p99 latency {p99:.0} ms");
+        }
+        let errors = during.error_4xx_rate + during.error_5xx_rate;
+        if errors > 0.0 {
+            let _ = write!(levels, ", error rate {}", percent(errors));
+        }
         format!(
-            "impact: {} {noun} on {name} during the finding, no baseline to compare with",
+            "impact: {} {noun} on {name} during the finding{levels}, no baseline to compare with",
             during.requests
+        )
+    } else if parts.is_empty() {
+        format!(
+            "impact: on {name} during the finding, no change against a baseline of {} windows",
+            route.baseline_windows
         )
     } else {
         format!("impact: on {name} during the finding, {}", parts.join(", "))
@@ -453,6 +466,23 @@ mod impact_tests {
         assert_eq!(
             impact_line(&impact(change, share)).unwrap(),
             "impact: on POST /login during the finding, 4xx rate 0% to 17%; 98% of its errors from client=203.0.113.9"
+        );
+    }
+
+    #[test]
+    fn impact_line_without_baseline_gives_levels() {
+        let mut impact = impact(serde_json::json!({}), serde_json::Value::Null);
+        impact.routes[0].baseline = None;
+        impact.routes[0].baseline_windows = 0;
+        assert_eq!(
+            impact_line(&impact).unwrap(),
+            "impact: 360 requests on POST /login during the finding, p99 latency 130 ms, error rate 17%, no baseline to compare with"
+        );
+        impact.routes[0].baseline_windows = 30;
+        impact.routes[0].baseline = Some(impact.routes[0].during.clone());
+        assert_eq!(
+            impact_line(&impact).unwrap(),
+            "impact: on POST /login during the finding, no change against a baseline of 30 windows"
         );
     }
 

@@ -133,6 +133,11 @@ pub(super) fn reply_text(notice: &Notice, status: Status) -> String {
     if let Some(group) = &notice.group {
         text.push_str(&format!(" {} findings in the group.", group.count));
     }
+    if matches!(status, Status::Open | Status::Updated) {
+        if let Some(summary) = render::impact_summary(finding) {
+            text.push_str(&format!(" Impact now: {summary}."));
+        }
+    }
     escape_within(&text, FALLBACK_TEXT_CHARS)
 }
 
