@@ -162,7 +162,10 @@ fn impact_of_credential_stuffing() {
             .copied()
             .filter(|e| (start - 30 * 60_000..start.min(attack_start)).contains(&e.time))
             .collect();
-        assert_eq!(windows, (start.min(attack_start) - (start - 30 * 60_000)) / 60_000);
+        assert_eq!(
+            windows,
+            (start.min(attack_start) - (start - 30 * 60_000)) / 60_000
+        );
         let exact_baseline = exact_p99(&baseline_events);
         assert!(
             (baseline - exact_baseline).abs() <= 0.01 * exact_baseline + 1e-3,

@@ -7,6 +7,8 @@
 //! installs the binary. The mock tests cover the error responses of an Alertmanager or of the
 //! proxy in front of it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -20,29 +22,14 @@ use feedloop_connectors::delivery::alertmanager::{
     AlertmanagerConfig, AlertmanagerReceiver, LABELS_EXTRA,
 };
 use feedloop_connectors::delivery::{
-    ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering, Target,
+    ChangeKind, DeliveryError, Effect, Notice, Receiver, Remote, Rendering, Target,
 };
 use feedloop_pipeline::Finding;
 use feedloop_testkit::{Fault, MockServer, Reply};
 
+use common::Recorder;
+
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-
-/// Records what a receiver reports while it applies a notice.
-#[derive(Default)]
-struct Recorder {
-    created: Vec<Remote>,
-    render_failures: Vec<String>,
-}
-
-impl Progress for Recorder {
-    fn created(&mut self, remote: &Remote) {
-        self.created.push(remote.clone());
-    }
-
-    fn render_failed(&mut self, reason: &str) {
-        self.render_failures.push(reason.to_string());
-    }
-}
 
 fn finding() -> Finding {
     serde_json::from_value(json!({

@@ -6,6 +6,8 @@
 //! not with the receiver's own helper, so a signing bug cannot hide behind a matching
 //! verification bug.
 
+mod common;
+
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -19,35 +21,20 @@ use feedloop_connectors::delivery::ci::signed_webhook::{
 };
 use feedloop_connectors::delivery::render::hash_value;
 use feedloop_connectors::delivery::{
-    ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering, Target,
+    ChangeKind, DeliveryError, Effect, Notice, Receiver, Remote, Rendering, Target,
 };
 use feedloop_pipeline::Finding;
 use feedloop_testkit::gitlab::GitLab;
 use feedloop_testkit::jenkins::{Jenkins, SESSION_COOKIE};
 use feedloop_testkit::{query_pairs, Fault, MockServer, Recorded, Reply};
 
+use common::Recorder;
+
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const TRIGGER_TOKEN: &str = "glptt-trigger-secret-4f1c";
 const API_TOKEN: &str = "glpat-read-secret-77aa";
 const JENKINS_TOKEN: &str = "11aa22bb33cc-jenkins-secret";
 const HOOK_SECRET: &str = "whsec-shared-secret-9d2e";
-
-/// Records what a receiver reports while it applies a notice.
-#[derive(Default)]
-struct Recorder {
-    created: Vec<Remote>,
-    failures: Vec<String>,
-}
-
-impl Progress for Recorder {
-    fn created(&mut self, remote: &Remote) {
-        self.created.push(remote.clone());
-    }
-
-    fn render_failed(&mut self, reason: &str) {
-        self.failures.push(reason.to_string());
-    }
-}
 
 fn finding() -> Finding {
     serde_json::from_value(json!({
@@ -826,7 +813,7 @@ fn gitlab_failed_template_sends_default_title() {
         )
         .unwrap();
 
-    assert_eq!(progress.failures, ["the finding has no `distinct`"]);
+    assert_eq!(progress.render_failures, ["the finding has no `distinct`"]);
     assert_eq!(gitlab.pipelines()[0].variables[6].1, public_title());
 }
 

@@ -1,6 +1,8 @@
 //! The Jira receiver against a loopback Jira, for both API flavours: the exact requests it
 //! sends, the issues, comments and transitions that result, and its failure classes.
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -11,32 +13,18 @@ use feedloop_connectors::delivery::jira::{
     marker_label, JiraConfig, JiraReceiver, SUMMARY_MAX_CHARS, TEXT_MAX_CHARS,
 };
 use feedloop_connectors::delivery::{
-    ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering, Target,
+    ChangeKind, DeliveryError, Effect, Notice, Receiver, Remote, Rendering, Target,
 };
 use feedloop_pipeline::impact::{Impact, RouteImpact};
 use feedloop_pipeline::Finding;
 use feedloop_testkit::jira::{error_body, FieldSpec, Flavour, MockJira, Setup, TOO_LONG};
 use feedloop_testkit::{query_pairs, Fault, Reply};
 
+use common::Recorder;
+
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const MARKER: &str = "feedloop-0123456789abcdef";
 const SUMMARY: &str = "Repeated failed logins: client=203.0.113.9, principal=alice";
-
-#[derive(Default)]
-struct Recorder {
-    created: Vec<Remote>,
-    render_failures: Vec<String>,
-}
-
-impl Progress for Recorder {
-    fn created(&mut self, remote: &Remote) {
-        self.created.push(remote.clone());
-    }
-
-    fn render_failed(&mut self, reason: &str) {
-        self.render_failures.push(reason.to_string());
-    }
-}
 
 fn finding() -> Finding {
     serde_json::from_value(json!({

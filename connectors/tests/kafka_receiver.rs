@@ -3,6 +3,8 @@
 //! The broker binary is found through `FEEDLOOP_TANSU`, then the cache folder that
 //! `scripts/test.sh` installs it to, then `PATH`.
 
+mod common;
+
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -17,9 +19,11 @@ use serde_json::{json, Value};
 
 use feedloop_connectors::delivery::kafka::{KafkaConfig, KafkaReceiver, LAST_EXTRA};
 use feedloop_connectors::delivery::{
-    ChangeKind, DeliveryError, Effect, Notice, Progress, Receiver, Remote, Rendering, Target,
+    ChangeKind, DeliveryError, Effect, Notice, Receiver, Remote, Rendering, Target,
 };
 use feedloop_pipeline::Finding;
+
+use common::Recorder;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const PARTITIONS: i32 = 3;
@@ -105,23 +109,6 @@ fn headers(message: &OwnedMessage) -> Vec<(String, String)> {
 
 fn payload(message: &OwnedMessage) -> Value {
     serde_json::from_slice(message.payload().expect("a message with a value")).unwrap()
-}
-
-/// Records what a receiver reports while it applies a notice.
-#[derive(Default)]
-struct Recorder {
-    created: Vec<Remote>,
-    render_failures: Vec<String>,
-}
-
-impl Progress for Recorder {
-    fn created(&mut self, remote: &Remote) {
-        self.created.push(remote.clone());
-    }
-
-    fn render_failed(&mut self, reason: &str) {
-        self.render_failures.push(reason.to_string());
-    }
 }
 
 fn finding(count: u64) -> Finding {

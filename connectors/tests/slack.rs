@@ -1,5 +1,7 @@
 //! The Slack receiver against a loopback Slack: exact requests, message state and errors.
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -8,33 +10,17 @@ use feedloop_connectors::chart;
 use feedloop_connectors::delivery::render;
 use feedloop_connectors::delivery::slack::{SlackConfig, SlackReceiver};
 use feedloop_connectors::delivery::{
-    ChangeKind, DeliveryError, Effect, GroupInfo, Notice, Progress, Receiver, Remote, Rendering,
-    Target,
+    ChangeKind, DeliveryError, Effect, GroupInfo, Notice, Receiver, Remote, Rendering, Target,
 };
 use feedloop_pipeline::impact::{Impact, RouteImpact};
 use feedloop_pipeline::Finding;
 use feedloop_testkit::slack::{SlackMock, OPS_CHANNEL, PRIVATE_CHANNEL, TOKEN, WEBHOOK_PATH};
 use feedloop_testkit::{Fault, Reply};
 
+use common::Recorder;
+
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const FIRST_TS: &str = "1700000000.000100";
-
-/// Records what the receiver reports while it applies a notice.
-#[derive(Default)]
-struct Recording {
-    created: Vec<Remote>,
-    render_failures: Vec<String>,
-}
-
-impl Progress for Recording {
-    fn created(&mut self, remote: &Remote) {
-        self.created.push(remote.clone());
-    }
-
-    fn render_failed(&mut self, reason: &str) {
-        self.render_failures.push(reason.to_string());
-    }
-}
 
 fn finding() -> Finding {
     serde_json::from_value(json!({
@@ -120,8 +106,8 @@ fn apply(
     notice: &Notice,
     remote: Option<&Remote>,
     rendering: Rendering,
-) -> (Result<Effect, DeliveryError>, Recording) {
-    let mut progress = Recording::default();
+) -> (Result<Effect, DeliveryError>, Recorder) {
+    let mut progress = Recorder::default();
     let result = receiver.apply(notice, remote, rendering, &mut progress);
     (result, progress)
 }
