@@ -29,9 +29,9 @@ use std::sync::Arc;
 use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::generic::OutputBuilderSession;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::progress::Antichain;
@@ -70,12 +70,25 @@ pub fn build<'scope>(
 ) {
     let rules_for_matching = rules.clone();
     let kpi = limits.kpi;
-    // Evaluate every rule on the worker that read the event, and sum the batch's KPIs.
-    let matched = events.unary(Pipeline, "Match", move |_, _| {
+    // Evaluate every rule on the worker that read the event, and sum the batch's KPIs. Hits,
+    // ratio totals and KPI sums leave through separate outputs, because one stream read by
+    // three consumers would clone every record for two of them.
+    let mut builder = OperatorBuilder::new("Match".to_owned(), events.scope());
+    let mut input = builder.new_input(events, Pipeline);
+    let (hits_output, hits) = builder.new_output::<Vec<Hit>>();
+    let (totals_output, totals) = builder.new_output::<Vec<(TotalKey, u64, i64)>>();
+    let (kpis_output, kpis) = builder.new_output::<Vec<(KpiKey, u64, KpiAgg)>>();
+    let mut hits_output = OutputBuilder::<_, CapacityContainerBuilder<_>>::from(hits_output);
+    let mut totals_output = OutputBuilder::<_, CapacityContainerBuilder<_>>::from(totals_output);
+    let mut kpis_output = OutputBuilder::<_, CapacityContainerBuilder<_>>::from(kpis_output);
+    builder.build(move |_capabilities| {
         let mut hits = Vec::new();
         let mut totals = Vec::new();
         let mut kpis = KpiBatch::default();
-        move |input, output| {
+        move |_frontiers| {
+            let mut hits_session = hits_output.activate();
+            let mut totals_session = totals_output.activate();
+            let mut kpis_session = kpis_output.activate();
             input.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
                 for event in data.drain(..) {
@@ -86,41 +99,22 @@ pub fn build<'scope>(
                         kpis.add(&event, matched, &kpi);
                     }
                 }
-                let mut session = output.session(&cap);
-                session.give_iterator(hits.drain(..).map(|hit| Matched::Hit(Box::new(hit))));
-                session.give_iterator(totals.drain(..).map(|key| Matched::Total((key, time, 1))));
-                session.give_iterator(
-                    kpis.drain()
-                        .map(|(key, agg)| Matched::Kpi(Box::new((key, time, agg)))),
-                );
+                hits_session.session(&cap).give_iterator(hits.drain(..));
+                totals_session
+                    .session(&cap)
+                    .give_iterator(totals.drain(..).map(|key| (key, time, 1)));
+                kpis_session
+                    .session(&cap)
+                    .give_iterator(kpis.drain().map(|(key, agg)| (key, time, agg)));
             })
         }
     });
-    let hits = matched.clone().flat_map(|m| match m {
-        Matched::Hit(hit) => Some(*hit),
-        _ => None,
-    });
     // Non-matching ratio events as a differential collection of (rule, group, slide) with a
     // count, summed within each batch before the exchange.
-    let totals = matched
-        .clone()
-        .flat_map(|m| match m {
-            Matched::Total(update) => Some(update),
-            _ => None,
-        })
-        .as_collection()
-        .consolidate_stream()
-        .inner;
+    let totals = totals.as_collection().consolidate_stream().inner;
     // KPIs as a differential collection of (service, route, window) whose difference is the
     // aggregate itself, so consolidating sums each batch.
-    let kpis = matched
-        .flat_map(|m| match m {
-            Matched::Kpi(update) => Some(*update),
-            _ => None,
-        })
-        .as_collection()
-        .consolidate_stream()
-        .inner;
+    let kpis = kpis.as_collection().consolidate_stream().inner;
 
     // Count each group's windows on the worker its key hashes to.
     let window_counters = limits.counters.clone();
@@ -236,15 +230,6 @@ pub fn build<'scope>(
         },
     );
     done.probe_with(probe);
-}
-
-/// The output of matching one batch: hits, non-matching ratio events as collection updates,
-/// and KPI updates.
-#[derive(Clone)]
-enum Matched {
-    Hit(Box<Hit>),
-    Total((TotalKey, u64, i64)),
-    Kpi(Box<(KpiKey, u64, KpiAgg)>),
 }
 
 fn group_hash(hit: &Hit) -> u64 {
