@@ -1232,7 +1232,7 @@ fn impact_adds_text_chart_to_body_and_comments() {
     );
     assert_eq!(body.replacen(&section, "", 1), plain_body);
     // The update's lead names the impact as it is now, with the client redacted.
-    let summary = " Impact now: `on POST /login during the finding, 4xx rate +853% (2% to 15%), \
+    let summary = " Impact now: `on POST /login during the finding, 4xx rate +853% (1.5% to 15%), \
                    p99 latency +297% (121 ms to 480 ms); 91% of its errors from \
                    client=hash:d861b7e91033`.";
     assert!(comment.contains(summary), "{comment}");

@@ -252,6 +252,18 @@ pub fn run(
 fn kpi_store_of(rules: &[feedloop_rules::Rule], options: &RunOptions) -> KpiStore {
     let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
     let longest = rules.iter().map(|r| r.window.size_ms).max().unwrap_or(0);
+    let shorter: Vec<&str> = rules
+        .iter()
+        .filter(|r| r.window.size_ms < options.kpi.window_ms)
+        .map(|r| r.id.as_str())
+        .collect();
+    if options.kpi.enabled && !shorter.is_empty() {
+        tracing::warn!(
+            kpi_window_ms = options.kpi.window_ms,
+            rules = %shorter.join(", "),
+            "the KPI window is longer than these rules' windows, so their impact covers traffic before and after each finding, and a final's last KPI window is still filling; set kpi.window to the shortest rule window or less"
+        );
+    }
     KpiStore::new(options.kpi, &ids, longest)
 }
 

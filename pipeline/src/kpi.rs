@@ -92,6 +92,8 @@ impl KpiOptions {
 /// The smallest absolute rise of an error rate that counts, so that one error in a thousand
 /// becoming two is no rise.
 const OTHER_ROUTE_MIN_RATE_RISE: f64 = 0.01;
+/// The requests another route needs during a finding before a rise of its KPIs counts.
+pub const OTHER_ROUTE_MIN_REQUESTS: u64 = 30;
 /// Other routes checked per finding, the busiest during its windows first, which bounds the
 /// cost of a finding on a service with many routes.
 pub const OTHER_ROUTES_CHECKED: usize = 20;
@@ -367,6 +369,14 @@ struct Mark {
     targeted: bool,
 }
 
+/// Windows claimed on a finding's own routes, left out of its other routes' baselines: all
+/// claims, and those of findings that name attackers, for when the rule fires in every window.
+#[derive(Default)]
+struct AttackPanes {
+    all: BTreeSet<i64>,
+    targeted: BTreeSet<i64>,
+}
+
 /// A route's baseline for one finding.
 struct Baseline {
     summary: Option<KpiSummary>,
@@ -458,7 +468,16 @@ impl KpiStore {
         let rule = *self.rule_index.get(&finding.rule_id)?;
         let start = parse_ms(&finding.window.start)?;
         let end = parse_ms(&finding.window.end)?;
-        let during: Vec<i64> = self.panes_between(start, end);
+        // An early finding covers the KPI windows up to the one holding its last matching
+        // event: later windows of its rule window have not happened yet in event time, even
+        // when events of them were read in the same batch.
+        let covered_end = match finding.phase {
+            crate::finding::Phase::Early => parse_ms(&finding.last_seen)
+                .map(|last| (self.options.pane(last) + self.options.window_ms as i64).min(end))
+                .unwrap_or(end),
+            crate::finding::Phase::Final => end,
+        };
+        let during: Vec<i64> = self.panes_between(start, covered_end);
         let routes = self.affected_routes(finding, rule, &during);
         let impacts: Vec<RouteImpact> = routes
             .iter()
@@ -585,7 +604,7 @@ impl KpiStore {
 
         let during_aggs: Vec<&KpiAgg> = during.iter().filter_map(|p| panes.get(p)).collect();
         let during_summary = summarize(&during_aggs, during.len());
-        let baseline = self.baseline(key, rule, first, end, &BTreeSet::new());
+        let baseline = self.baseline(key, rule, first, end, &AttackPanes::default());
         let change = baseline
             .summary
             .as_ref()
@@ -621,15 +640,15 @@ impl KpiStore {
         rule: u32,
         first: i64,
         end: i64,
-        also_claimed: &BTreeSet<i64>,
+        attack: &AttackPanes,
     ) -> Baseline {
         let claimed = self.claimed_panes(key, rule, end, true);
-        let strict = self.baseline_without(key, first, &claimed, also_claimed);
+        let strict = self.baseline_without(key, first, &claimed, &attack.all);
         if strict.windows > 0 {
             return strict;
         }
         let targeted = self.claimed_panes(key, rule, end, false);
-        let fallback = self.baseline_without(key, first, &targeted, also_claimed);
+        let fallback = self.baseline_without(key, first, &targeted, &attack.targeted);
         if fallback.windows > 0 {
             return Baseline {
                 of_own_findings: true,
@@ -736,10 +755,16 @@ impl KpiStore {
         let matches = |pane: i64, _: &KpiAgg| own_matches.get(&pane).copied().unwrap_or(0);
         // The windows in which the attack already ran on the finding's routes stay out of the
         // other routes' baselines too, or a slowdown it causes would become their baseline.
-        let attack_panes: BTreeSet<i64> = own
-            .iter()
-            .flat_map(|key| self.claimed_panes(key, rule, end, true))
-            .collect();
+        let attack_panes = AttackPanes {
+            all: own
+                .iter()
+                .flat_map(|key| self.claimed_panes(key, rule, end, true))
+                .collect(),
+            targeted: own
+                .iter()
+                .flat_map(|key| self.claimed_panes(key, rule, end, false))
+                .collect(),
+        };
 
         let first = during[0];
         let mut checked: Vec<(f64, u64, OtherRoute)> = Vec::new();
@@ -753,12 +778,16 @@ impl KpiStore {
                 .as_ref()
                 .map(|b| changes(&during_summary, b))
                 .unwrap_or_default();
-            let p99_rise = rise(&change, "p99_ms", 0.0);
-            let error_rise = rise(&change, "error_4xx_rate", OTHER_ROUTE_MIN_RATE_RISE).max(rise(
-                &change,
-                "error_5xx_rate",
-                OTHER_ROUTE_MIN_RATE_RISE,
-            ));
+            // A route with few requests during the finding has quantiles and rates that jump
+            // with one call, so it never counts as risen.
+            let (p99_rise, error_rise) = if requests < OTHER_ROUTE_MIN_REQUESTS {
+                (0.0, 0.0)
+            } else {
+                let p99_rise = rise(&change, "p99_ms", 0.0);
+                let error_4xx_rise = rise(&change, "error_4xx_rate", OTHER_ROUTE_MIN_RATE_RISE);
+                let error_5xx_rise = rise(&change, "error_5xx_rate", OTHER_ROUTE_MIN_RATE_RISE);
+                (p99_rise, error_4xx_rise.max(error_5xx_rise))
+            };
             let correlation = self.correlation(matches, panes, during);
             let follows = |rise: f64, coefficient: Option<f64>| {
                 rise >= OTHER_ROUTE_RISE && coefficient.is_some_and(|r| r >= RELATED_CORRELATION)
@@ -766,15 +795,16 @@ impl KpiStore {
             let related = follows(p99_rise, correlation.p99_ms)
                 || follows(error_rise, correlation.error_rate);
             let largest_rise = p99_rise.max(error_rise);
+            let rose = largest_rise >= OTHER_ROUTE_RISE;
             checked.push((
-                largest_rise,
+                if rose { largest_rise } else { 0.0 },
                 requests,
                 OtherRoute {
                     service: key.0.clone(),
                     route: key.1.clone(),
                     from_group: group_share(finding, &during_aggs),
                     correlation,
-                    rose: largest_rise >= OTHER_ROUTE_RISE,
+                    rose,
                     related,
                     baseline_windows: baseline.windows,
                     baseline_of_own_findings: baseline.of_own_findings,
@@ -1179,6 +1209,10 @@ mod tests {
             let mut agg = calls(10, 0);
             agg.matches.insert(0, 5);
             assert!(store.absorb(("shop".into(), "POST /login".into(), m * minute), &agg));
+            assert!(store.absorb(
+                ("shop".into(), "GET /cart".into(), m * minute),
+                &calls(10, 0)
+            ));
         }
         let finding = |from: i64, group: serde_json::Value| -> Finding {
             serde_json::from_value(serde_json::json!({
@@ -1202,6 +1236,11 @@ mod tests {
         assert_eq!(second.routes[0].baseline_windows, 5);
         assert!(second.routes[0].baseline_of_own_findings);
         assert_eq!(second.routes[0].baseline.as_ref().unwrap().requests, 50);
+        // Other routes of the service take the same windows back.
+        let cart = &second.other_routes[0];
+        assert_eq!(cart.route, "GET /cart");
+        assert_eq!(cart.baseline_windows, 5);
+        assert!(cart.baseline_of_own_findings);
         // Windows that a finding naming an attacker claimed stay out even then.
         let attacker = serde_json::json!({"client": "203.0.113.9"});
         assert!(store.impact(&finding(10, attacker)).is_some());
@@ -1211,6 +1250,42 @@ mod tests {
         assert_eq!(later.routes[0].baseline_windows, 10);
         assert!(later.routes[0].baseline_of_own_findings);
         assert_eq!(later.routes[0].baseline.as_ref().unwrap().requests, 100);
+    }
+
+    #[test]
+    fn early_finding_covers_windows_up_to_its_last_event() {
+        let minute = 60_000;
+        let mut store = KpiStore::new(KpiOptions::default(), &["burst".to_string()], 300_000);
+        // Twelve calls a minute for five minutes, all read at once.
+        for m in 0..5 {
+            let mut agg = calls(12, 0);
+            agg.matches.insert(0, 4);
+            assert!(store.absorb(("shop".into(), "POST /login".into(), m * minute), &agg));
+        }
+        let finding = |phase: &str| -> Finding {
+            serde_json::from_value(serde_json::json!({
+                "rule_id": "burst", "title": "Burst", "fingerprint": "f", "phase": phase,
+                "kind": "threshold", "severity": "high", "stages": ["operate"], "tags": [],
+                "service": "shop", "group": {"client": "203.0.113.9"},
+                "window": {"start": format_seconds(0), "end": format_seconds(5 * minute)},
+                "condition": "count >= 8", "count": 8,
+                "first_seen": format_seconds(0), "last_seen": format_seconds(minute + 30_000),
+                "evidence": []
+            }))
+            .unwrap()
+        };
+
+        let early = store.impact(&finding("early")).unwrap();
+        let during = &early.routes[0].during;
+        assert_eq!(during.requests, 24);
+        assert_eq!(during.requests_per_window, 12.0);
+        assert_eq!(early.routes[0].series.len(), 2);
+        let last = early.routes[0].series.last().unwrap();
+        assert_eq!(last.start_ms, minute);
+
+        let fin = store.impact(&finding("final")).unwrap();
+        assert_eq!(fin.routes[0].during.requests, 60);
+        assert_eq!(fin.routes[0].series.len(), 5);
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
         )
     } else if parts.is_empty() {
         format!(
-            "impact: on {name} during the finding, no change against a baseline of {} windows",
+            "impact: on {name} during the finding, no change of 5% or more against a baseline of {} windows",
             route.baseline_windows
         )
     } else {
@@ -257,13 +257,27 @@ fn describe_other_route(other: &OtherRoute) -> String {
     text
 }
 
+/// Formats a share as a percentage with two significant digits below 10%, so 0.0019 reads
+/// 0.19% rather than 0%.
 fn percent(share: f64) -> String {
-    format!("{:.0}%", share * 100.0)
+    let value = share * 100.0;
+    if value == 0.0 || value.abs() >= 10.0 {
+        format!("{value:.0}%")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.1}%")
+    } else {
+        format!("{value:.2}%")
+    }
 }
 
 /// Returns the changes worth naming, the biggest first: a rise from zero outranks any
-/// relative change.
+/// relative change. Changes below 5% are left out, and so are rates that rose from zero by
+/// less than one percentage point.
 fn ranked_changes(route: &feedloop_pipeline::impact::RouteImpact) -> Vec<(&str, KpiChange)> {
+    let significant = |name: &str, c: &KpiChange| match c.relative {
+        Some(relative) => relative.abs() >= 0.05,
+        None => !name.ends_with("_rate") || c.absolute.abs() >= 0.01,
+    };
     let mut moved: Vec<(&str, KpiChange)> = route
         .change
         .iter()
@@ -272,6 +286,7 @@ fn ranked_changes(route: &feedloop_pipeline::impact::RouteImpact) -> Vec<(&str, 
                 name.as_str(),
                 "p99_ms" | "error_5xx_rate" | "error_4xx_rate" | "requests_per_window"
             ) && c.absolute != 0.0
+                && significant(name, c)
         })
         .map(|(name, c)| (name.as_str(), *c))
         .collect();
@@ -470,6 +485,23 @@ mod impact_tests {
     }
 
     #[test]
+    fn impact_line_skips_trivial_changes_and_keeps_small_rates() {
+        let change = serde_json::json!({
+            "error_5xx_rate": {"absolute": 0.0019},
+            "requests_per_window": {"absolute": -0.5, "relative": -0.01},
+            "error_4xx_rate": {"absolute": 0.0008, "relative": 0.12}
+        });
+        assert_eq!(
+            impact_line(&impact(change, serde_json::Value::Null)).unwrap(),
+            "impact: on POST /login during the finding, 4xx rate +12% (0% to 17%)"
+        );
+        assert_eq!(percent(0.0019), "0.19%");
+        assert_eq!(percent(0.047), "4.7%");
+        assert_eq!(percent(0.1667), "17%");
+        assert_eq!(percent(0.0), "0%");
+    }
+
+    #[test]
     fn impact_line_without_baseline_gives_levels() {
         let mut impact = impact(serde_json::json!({}), serde_json::Value::Null);
         impact.routes[0].baseline = None;
@@ -482,7 +514,7 @@ mod impact_tests {
         impact.routes[0].baseline = Some(impact.routes[0].during.clone());
         assert_eq!(
             impact_line(&impact).unwrap(),
-            "impact: on POST /login during the finding, no change against a baseline of 30 windows"
+            "impact: on POST /login during the finding, no change of 5% or more against a baseline of 30 windows"
         );
     }
 
@@ -508,7 +540,7 @@ mod impact_tests {
         impact.other_routes = vec![other("GET /me", false, 2.0, 0.05)];
         assert_eq!(
             impact_line(&impact).unwrap(),
-            "impact: on POST /login during the finding, p99 latency +4% (125 ms to 130 ms)"
+            "impact: on POST /login during the finding, no change of 5% or more against a baseline of 30 windows"
         );
 
         impact
@@ -516,7 +548,7 @@ mod impact_tests {
             .push(other("POST /token", true, 1.5, 0.91));
         assert_eq!(
             impact_line(&impact).unwrap(),
-            "impact: on POST /login during the finding, p99 latency +4% (125 ms to 130 ms); also p99 latency +150% (16 ms to 40 ms) on POST /token, correlation 0.91 with the matches"
+            "impact: on POST /login during the finding, no change of 5% or more against a baseline of 30 windows; also p99 latency +150% (16 ms to 40 ms) on POST /token, correlation 0.91 with the matches"
         );
     }
 }
