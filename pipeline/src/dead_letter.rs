@@ -19,6 +19,9 @@ pub enum Position {
     Line(u64),
     /// Kafka partition and offset.
     Offset { partition: i32, offset: i64 },
+    /// 1-based block number in an Avro container file, and the 1-based number of the record
+    /// in the file: of the first record the block would hold, for a corrupt block.
+    Container { block: u64, record: u64 },
 }
 
 impl fmt::Display for Position {
@@ -28,6 +31,7 @@ impl fmt::Display for Position {
             Position::Offset { partition, offset } => {
                 write!(f, "partition {partition} offset {offset}")
             }
+            Position::Container { block, record } => write!(f, "block {block}, record {record}"),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! partitions are dealt to workers round-robin by index, so the same inputs always land on the
 //! same workers.
 
+pub mod avro;
 pub mod file;
 pub mod kafka;
 
@@ -16,7 +17,9 @@ use crate::decode::{Format, JsonMapping};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum FormatConfig {
-    /// Detect from the first non-blank record: `{` means JSON Lines, anything else combined.
+    /// Detect per file: the Avro container magic bytes mean Avro, and otherwise the first
+    /// non-blank record decides, `{` for JSON Lines and anything else combined. On Kafka,
+    /// JSON Lines.
     #[default]
     Auto,
     /// Apache/nginx combined or common log format.
@@ -25,13 +28,16 @@ pub enum FormatConfig {
     Json,
     /// JSON Lines with a custom field mapping.
     JsonMapping(Box<JsonMapping>),
+    /// Avro: object container files for files and stdin, Confluent-framed records for Kafka.
+    Avro,
 }
 
 impl FormatConfig {
-    /// Returns the format, or `None` for `auto`, which needs the first record.
+    /// Returns the line format, or `None` for `auto`, which needs the first record, and for
+    /// `avro`, which is not read line by line.
     pub fn fixed(&self) -> Option<Format> {
         match self {
-            FormatConfig::Auto => None,
+            FormatConfig::Auto | FormatConfig::Avro => None,
             FormatConfig::Combined => Some(Format::Combined),
             FormatConfig::Json => Some(Format::Json(JsonMapping::default())),
             FormatConfig::JsonMapping(mapping) => Some(Format::Json((**mapping).clone())),

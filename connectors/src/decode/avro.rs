@@ -1,0 +1,404 @@
+//! Avro records: the fields of a record, by name, to an [`ApiEvent`].
+//!
+//! A record is read with its writer schema, which a container file carries in its header and
+//! a Kafka source takes from a configured schema file. Its fields are matched to the event by
+//! feedloop's native field names (`time`, `service`, `method`, … `body`), the names the JSON
+//! Lines decoder's default mapping reads, and their values go through the same conversion as
+//! JSON values. So a record and the JSON object with the same values give the same event:
+//! `null`, `""` and `"-"` leave a field empty, a missing route is derived from the path, header
+//! names are lower-cased, and labels and headers are sorted. Fields with other names are
+//! skipped.
+//!
+//! The `time` field is required. A `timestamp-millis`, `timestamp-micros` or `timestamp-nanos`
+//! value is read in its unit, and digits past the millisecond are dropped, rounding down. The
+//! `local-timestamp-*` types are read the same way, as if their local time were UTC, and a
+//! `date` is midnight UTC of its day. Any other type is read as a JSON value would be: a string
+//! as RFC 3339 or a common log time, a number as epoch seconds, or as milliseconds above 10^11.
+//!
+//! [`API_EVENT_SCHEMA`] is feedloop's own schema for these records, shipped as
+//! `schema/api-event.avsc`.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::RecordSchema;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+
+use feedloop_rules::ApiEvent;
+
+use super::json::{build_event, FieldValue, Origin, RecordFields};
+use super::{DecodeError, JsonMapping};
+
+/// feedloop's Avro schema of an event, `schema/api-event.avsc`: the native field names, `time`
+/// as a `timestamp-millis` long, optional fields as unions with `null`, and `labels` and
+/// `headers` as maps of strings.
+pub const API_EVENT_SCHEMA: &str = include_str!("../../../schema/api-event.avsc");
+
+/// The event fields a record may have, in the order of [`RecordFields`].
+const FIELD_NAMES: [&str; 18] = [
+    "time",
+    "service",
+    "method",
+    "route",
+    "path",
+    "query",
+    "status",
+    "latency_ms",
+    "request_bytes",
+    "response_bytes",
+    "client",
+    "principal",
+    "user_agent",
+    "referer",
+    "trace_id",
+    "labels",
+    "headers",
+    "body",
+];
+
+/// Returns feedloop's own schema, parsed.
+pub fn api_event_schema() -> Schema {
+    Schema::parse_str(API_EVENT_SCHEMA).expect("schema/api-event.avsc is a valid Avro schema")
+}
+
+/// Reads and parses an Avro schema file (`.avsc`). The error names the path and gives the
+/// parser's message.
+pub fn load_schema(path: &Path) -> Result<Schema, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("failed to read Avro schema {}: {err}", path.display()))?;
+    Schema::parse_str(&text)
+        .map_err(|err| format!("invalid Avro schema {}: {}", path.display(), describe(&err)))
+}
+
+/// Turns Avro records of one writer schema into events.
+#[derive(Clone, Debug)]
+pub struct RecordDecoder {
+    schema: Schema,
+    /// For each field of the writer schema, in order, the index of the event field it fills
+    /// in [`FIELD_NAMES`], or `None` when the event has no field of that name.
+    slots: Vec<Option<usize>>,
+}
+
+/// Why a datum could not become an event.
+#[derive(Debug)]
+pub enum DatumError {
+    /// The bytes are not a record of the schema: the error of the Avro reader, and true when
+    /// the bytes ended before the record did. The reader cannot tell where the next record of
+    /// the same bytes starts.
+    Binary { message: String, truncated: bool },
+    /// The record was read, but a field value cannot be used.
+    Field(DecodeError),
+}
+
+impl RecordDecoder {
+    /// Creates a decoder for records written with `schema`, which must be a record with a
+    /// `time` field. The error says what is wrong with the schema.
+    pub fn new(schema: Schema) -> Result<RecordDecoder, String> {
+        let Schema::Record(RecordSchema { name, fields, .. }) = &schema else {
+            return Err(format!(
+                "the schema is {}, not a record; feedloop reads records with fields such as \
+                 time, method, path and status",
+                kind_name(&schema)
+            ));
+        };
+        let slots: Vec<Option<usize>> = fields
+            .iter()
+            .map(|field| FIELD_NAMES.iter().position(|name| *name == field.name))
+            .collect();
+        if !slots.contains(&Some(0)) {
+            return Err(format!(
+                "record {name} has no field `time`; every event needs an event time, so add \
+                 one, such as {{\"name\": \"time\", \"type\": {{\"type\": \"long\", \
+                 \"logicalType\": \"timestamp-millis\"}}}}"
+            ));
+        }
+        Ok(RecordDecoder { schema, slots })
+    }
+
+    /// Returns the writer schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Builds a reader of single data of the writer schema. Building one resolves the
+    /// schema's named types, so a caller reuses it for a batch of records.
+    pub fn datum_reader(&self) -> GenericDatumReader<'_> {
+        GenericDatumReader::builder(&self.schema)
+            .build()
+            .expect("a parsed schema resolves, since the parser resolved its names")
+    }
+
+    /// Reads one datum from the start of `bytes`, advancing past it, and converts it.
+    pub fn read(
+        &self,
+        reader: &GenericDatumReader<'_>,
+        bytes: &mut &[u8],
+    ) -> Result<ApiEvent, DatumError> {
+        let value = reader.read_value(bytes).map_err(|err| DatumError::Binary {
+            message: describe(&err),
+            truncated: is_truncation(&err),
+        })?;
+        self.event(value).map_err(DatumError::Field)
+    }
+
+    /// Converts a record value of the writer schema into an event.
+    pub fn event(&self, value: Value) -> Result<ApiEvent, DecodeError> {
+        let Value::Record(values) = value else {
+            return Err(DecodeError::new(
+                "invalid Avro datum: expected a record of the writer schema",
+            ));
+        };
+        let mut found: [Option<FieldValue<'static>>; 18] = Default::default();
+        for (slot, (_, value)) in self.slots.iter().zip(values) {
+            let Some(index) = *slot else {
+                continue;
+            };
+            found[index] = Some(field_value(FIELD_NAMES[index], value)?);
+        }
+        let [time, service, method, route, path, query, status, latency_ms, request_bytes, response_bytes, client, principal, user_agent, referer, trace_id, labels, headers, body] =
+            found;
+        let fields = RecordFields {
+            time,
+            service,
+            method,
+            route,
+            path,
+            query,
+            status,
+            latency_ms,
+            request_bytes,
+            response_bytes,
+            client,
+            principal,
+            user_agent,
+            referer,
+            trace_id,
+            labels,
+            headers,
+            body,
+        };
+        build_event(fields, &JsonMapping::default(), Origin::Avro)
+    }
+}
+
+/// Converts an Avro value to the form the JSON conversion reads. Timestamps become
+/// milliseconds since the epoch.
+fn field_value(field: &str, value: Value) -> Result<FieldValue<'static>, DecodeError> {
+    let unsupported = |kind: &str| {
+        DecodeError::new(format!(
+            "invalid {field} in Avro field `{field}`: values of Avro type {kind} are not \
+             supported; use a string or number type for this field"
+        ))
+    };
+    let converted = match value {
+        Value::Null => FieldValue::Null,
+        Value::Boolean(b) => FieldValue::Bool(b),
+        Value::Int(n) => integer(i64::from(n)),
+        Value::Long(n) | Value::TimeMicros(n) => integer(n),
+        Value::TimeMillis(n) => integer(i64::from(n)),
+        Value::Float(x) => FieldValue::Float(f64::from(x)),
+        Value::Double(x) => FieldValue::Float(x),
+        Value::String(text) | Value::Enum(_, text) => FieldValue::Text(Cow::Owned(text)),
+        Value::Bytes(bytes) | Value::Fixed(_, bytes) => {
+            FieldValue::Text(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
+        }
+        Value::Uuid(uuid) => FieldValue::Text(Cow::Owned(uuid.to_string())),
+        Value::BigDecimal(decimal) => FieldValue::Text(Cow::Owned(decimal.to_string())),
+        Value::TimestampMillis(ms) | Value::LocalTimestampMillis(ms) => FieldValue::EpochMillis(ms),
+        Value::TimestampMicros(us) | Value::LocalTimestampMicros(us) => {
+            FieldValue::EpochMillis(us.div_euclid(1_000))
+        }
+        Value::TimestampNanos(ns) | Value::LocalTimestampNanos(ns) => {
+            FieldValue::EpochMillis(ns.div_euclid(1_000_000))
+        }
+        Value::Date(days) => FieldValue::EpochMillis(i64::from(days) * 86_400_000),
+        Value::Union(_, inner) => field_value(field, *inner)?,
+        Value::Array(items) => FieldValue::Array(
+            items
+                .into_iter()
+                .map(|item| field_value(field, item))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(members) => FieldValue::Object(
+            members
+                .into_iter()
+                .map(|(name, member)| Ok((Cow::Owned(name), field_value(field, member)?)))
+                .collect::<Result<_, DecodeError>>()?,
+        ),
+        Value::Record(members) => FieldValue::Object(
+            members
+                .into_iter()
+                .map(|(name, member)| Ok((Cow::Owned(name), field_value(field, member)?)))
+                .collect::<Result<_, DecodeError>>()?,
+        ),
+        Value::Decimal(_) => return Err(unsupported("decimal")),
+        Value::Duration(_) => return Err(unsupported("duration")),
+    };
+    Ok(converted)
+}
+
+/// Returns an integer as the JSON reader would: non-negative ones as unsigned.
+fn integer(n: i64) -> FieldValue<'static> {
+    match u64::try_from(n) {
+        Ok(unsigned) => FieldValue::Unsigned(unsigned),
+        Err(_) => FieldValue::Signed(n),
+    }
+}
+
+/// Returns the name of a schema's type for messages, such as `string` or `array`.
+fn kind_name(schema: &Schema) -> String {
+    match schema {
+        Schema::Union(_) => "a union".to_string(),
+        Schema::Array(_) => "an array".to_string(),
+        Schema::Map(_) => "a map".to_string(),
+        Schema::Enum(_) => "an enum".to_string(),
+        Schema::Fixed(_) => "a fixed".to_string(),
+        other => format!("of type {}", serde_json::to_string(other).unwrap_or_default()),
+    }
+}
+
+/// Writes an Avro error with the errors that caused it, such as
+/// `Failed to read string: failed to fill whole buffer`.
+pub(crate) fn describe(err: &apache_avro::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Returns true when the error comes from bytes that ended too soon.
+fn is_truncation(err: &apache_avro::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The first byte of a message in Confluent's wire format.
+pub const CONFLUENT_MAGIC: u8 = 0;
+
+/// The bytes before the record in Confluent's wire format: the magic byte and the schema id
+/// as a 4-byte big-endian integer.
+const CONFLUENT_HEADER_BYTES: usize = 5;
+
+/// Decodes messages in Confluent's wire format: [`CONFLUENT_MAGIC`], the schema registry id
+/// as a 4-byte big-endian integer, and one record in Avro's binary encoding.
+///
+/// No schema registry is asked: every accepted id is read with one writer schema.
+#[derive(Clone, Debug)]
+pub struct ConfluentDecoder {
+    records: RecordDecoder,
+    /// The accepted schema ids, or `None` for any id.
+    schema_ids: Option<Vec<u32>>,
+    /// Where the writer schema comes from, such as a path, for messages.
+    schema_name: String,
+}
+
+impl ConfluentDecoder {
+    /// Creates a decoder that reads records of the accepted ids with `records`' schema.
+    /// `schema_name` names that schema in errors.
+    pub fn new(
+        records: RecordDecoder,
+        schema_ids: Option<Vec<u32>>,
+        schema_name: String,
+    ) -> ConfluentDecoder {
+        ConfluentDecoder {
+            records,
+            schema_ids,
+            schema_name,
+        }
+    }
+
+    /// Builds the datum reader that [`ConfluentDecoder::decode`] takes, once per batch.
+    pub fn datum_reader(&self) -> GenericDatumReader<'_> {
+        self.records.datum_reader()
+    }
+
+    /// Decodes one message. The error names the fault and the fix.
+    pub fn decode(
+        &self,
+        reader: &GenericDatumReader<'_>,
+        message: &[u8],
+    ) -> Result<ApiEvent, DecodeError> {
+        let Some((header, body)) = message.split_first_chunk::<CONFLUENT_HEADER_BYTES>() else {
+            return Err(DecodeError::new(format!(
+                "invalid Confluent Avro message: it has {} bytes, fewer than the 5 of the \
+                 header (magic byte 0 and a 4-byte schema id); check that the producer uses \
+                 Confluent's Avro serializer",
+                message.len()
+            )));
+        };
+        if header[0] != CONFLUENT_MAGIC {
+            return Err(DecodeError::new(format!(
+                "invalid Confluent Avro message: magic byte {}, expected 0; the message is not \
+                 in Confluent's wire format, so check the producer's serializer or the source's \
+                 format",
+                header[0]
+            )));
+        }
+        let schema_id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if let Some(ids) = &self.schema_ids {
+            if !ids.contains(&schema_id) {
+                return Err(DecodeError::new(format!(
+                    "unknown schema id {schema_id}: this source reads ids {} with {}; add the \
+                     id to avro.schema_ids if the message was written with that schema",
+                    list(ids),
+                    self.schema_name
+                )));
+            }
+        }
+
+        let mut rest = body;
+        let event = self.records.read(reader, &mut rest).map_err(|err| match err {
+            DatumError::Binary {
+                message,
+                truncated: true,
+            } => DecodeError::new(format!(
+                "truncated Avro body: the record of schema id {schema_id} ends after the \
+                 message's {} bytes ({message}); the message was cut short, or written with \
+                 another schema than {}",
+                body.len(),
+                self.schema_name
+            )),
+            DatumError::Binary { message, .. } => DecodeError::new(format!(
+                "invalid Avro body of schema id {schema_id}: {message}; check that the id was \
+                 written with {}",
+                self.schema_name
+            )),
+            DatumError::Field(err) => err,
+        })?;
+        if !rest.is_empty() {
+            return Err(DecodeError::new(format!(
+                "invalid Avro body of schema id {schema_id}: {} bytes follow the record; the \
+                 message was written with another schema than {}, or holds more than one record",
+                rest.len(),
+                self.schema_name
+            )));
+        }
+        Ok(event)
+    }
+}
+
+/// Joins numbers as `1, 2 and 3`.
+fn list(ids: &[u32]) -> String {
+    let texts: Vec<String> = ids.iter().map(u32::to_string).collect();
+    match texts.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => texts.join(""),
+    }
+}
