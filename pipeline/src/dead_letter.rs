@@ -20,7 +20,8 @@ pub enum Position {
     /// Kafka partition and offset.
     Offset { partition: i32, offset: i64 },
     /// 1-based block number in an Avro container file, and the 1-based number of the record
-    /// in the file: of the first record the block would hold, for a corrupt block.
+    /// among those read from the file. A corrupt block counts as one record, because its
+    /// record count cannot be trusted, and its dead letter has that number.
     Container { block: u64, record: u64 },
 }
 

@@ -402,3 +402,367 @@ fn list(ids: &[u32]) -> String {
         _ => texts.join(""),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::types::Record;
+    use apache_avro::writer::datum::GenericDatumWriter;
+
+    use super::*;
+    use crate::decode::{Decoder, Format};
+
+    /// Encodes a record of `schema` with the given field values; unset fields get `null`.
+    fn datum(schema: &Schema, fields: &[(&str, Value)]) -> Vec<u8> {
+        let mut record = Record::new(schema).unwrap();
+        for (name, value) in fields {
+            record.put(name, value.clone());
+        }
+        GenericDatumWriter::builder(schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(record)
+            .unwrap()
+    }
+
+    fn some(value: Value) -> Value {
+        Value::Union(1, Box::new(value))
+    }
+
+    fn none() -> Value {
+        Value::Union(0, Box::new(Value::Null))
+    }
+
+    fn text(value: &str) -> Value {
+        Value::String(value.to_string())
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Value {
+        Value::Map(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), text(value)))
+                .collect(),
+        )
+    }
+
+    /// A record of the shipped schema with every field set, and a null route.
+    fn full_record() -> Vec<(&'static str, Value)> {
+        vec![
+            ("time", Value::TimestampMillis(1_431_857_103_250)),
+            ("service", text("shop")),
+            ("method", text("post")),
+            ("route", none()),
+            ("path", text("/users/42/orders")),
+            ("query", some(text("page=2"))),
+            ("status", some(Value::Int(201))),
+            ("latency_ms", some(Value::Double(12.5))),
+            ("request_bytes", some(Value::Long(512))),
+            ("response_bytes", some(Value::Long(1024))),
+            ("client", text("2001:db8::1")),
+            ("principal", some(text("key-7"))),
+            ("user_agent", some(text("curl/8.0"))),
+            ("referer", some(text("-"))),
+            ("trace_id", some(text("abc123"))),
+            ("labels", map(&[("region", "eu"), ("env", "prod")])),
+            ("headers", map(&[("X-Api-Key", "k1"), ("Accept", "a, b")])),
+            ("body", some(text("{\"q\":1}"))),
+        ]
+    }
+
+    /// The JSON record with the same values as [`full_record`].
+    const FULL_JSON: &str = r#"{"time": 1431857103250, "service": "shop", "method": "post",
+        "path": "/users/42/orders", "query": "page=2", "status": 201, "latency_ms": 12.5,
+        "request_bytes": 512, "response_bytes": 1024, "client": "2001:db8::1",
+        "principal": "key-7", "user_agent": "curl/8.0", "referer": "-", "trace_id": "abc123",
+        "labels": {"region": "eu", "env": "prod"}, "headers": {"X-Api-Key": "k1", "Accept": "a, b"},
+        "body": "{\"q\":1}"}"#;
+
+    fn decode_datum(decoder: &RecordDecoder, bytes: &[u8]) -> Result<ApiEvent, String> {
+        let reader = decoder.datum_reader();
+        let mut rest = bytes;
+        decoder.read(&reader, &mut rest).map_err(|err| match err {
+            DatumError::Binary { message, .. } => format!("binary: {message}"),
+            DatumError::Field(err) => err.to_string(),
+        })
+    }
+
+    fn shipped() -> RecordDecoder {
+        RecordDecoder::new(api_event_schema()).unwrap()
+    }
+
+    fn schema_with_time(time_type: &str) -> Schema {
+        Schema::parse_str(&format!(
+            r#"{{"type": "record", "name": "E", "fields": [
+                {{"name": "time", "type": {time_type}}},
+                {{"name": "path", "type": "string"}},
+                {{"name": "extra", "type": {{"type": "array", "items": "long"}}}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn record_gives_same_event_as_json() {
+        let schema = api_event_schema();
+        let bytes = datum(&schema, &full_record());
+        let from_avro = decode_datum(&shipped(), &bytes).unwrap();
+        let from_json = Decoder::new(Format::Json(JsonMapping::default()))
+            .decode(FULL_JSON.as_bytes())
+            .unwrap();
+        assert_eq!(from_avro, from_json);
+        assert_eq!(from_avro.time_ms, 1_431_857_103_250);
+        assert_eq!(from_avro.method, "POST");
+        assert_eq!(from_avro.route, "/users/{id}/orders");
+        assert_eq!(from_avro.referer, None);
+        assert_eq!(
+            from_avro.headers,
+            vec![
+                ("accept".to_string(), "a, b".to_string()),
+                ("x-api-key".to_string(), "k1".to_string())
+            ]
+        );
+        assert_eq!(
+            from_avro.labels,
+            vec![
+                ("env".to_string(), "prod".to_string()),
+                ("region".to_string(), "eu".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn time_logical_types_and_plain_values() {
+        let cases: [(&str, Value, i64); 8] = [
+            (
+                r#"{"type": "long", "logicalType": "timestamp-millis"}"#,
+                Value::TimestampMillis(1_431_857_103_250),
+                1_431_857_103_250,
+            ),
+            (
+                r#"{"type": "long", "logicalType": "timestamp-micros"}"#,
+                Value::TimestampMicros(1_431_857_103_250_999),
+                1_431_857_103_250,
+            ),
+            (
+                r#"{"type": "long", "logicalType": "timestamp-nanos"}"#,
+                Value::TimestampNanos(1_431_857_103_250_999_999),
+                1_431_857_103_250,
+            ),
+            (
+                r#"{"type": "long", "logicalType": "local-timestamp-millis"}"#,
+                Value::LocalTimestampMillis(1_431_857_103_250),
+                1_431_857_103_250,
+            ),
+            (
+                r#"{"type": "long", "logicalType": "timestamp-micros"}"#,
+                Value::TimestampMicros(-1_500),
+                -2,
+            ),
+            (
+                r#"{"type": "int", "logicalType": "date"}"#,
+                Value::Date(16_572),
+                1_431_820_800_000,
+            ),
+            (r#""long""#, Value::Long(1_431_857_103), 1_431_857_103_000),
+            (
+                r#""string""#,
+                text("2015-05-17T10:05:03.250Z"),
+                1_431_857_103_250,
+            ),
+        ];
+        for (time_type, value, expected) in cases {
+            let schema = schema_with_time(time_type);
+            let decoder = RecordDecoder::new(schema.clone()).unwrap();
+            let bytes = datum(
+                &schema,
+                &[
+                    ("time", value),
+                    ("path", text("/a")),
+                    ("extra", Value::Array(vec![Value::Long(1)])),
+                ],
+            );
+            let event = decode_datum(&decoder, &bytes).unwrap();
+            assert_eq!(event.time_ms, expected, "time of type {time_type}");
+        }
+    }
+
+    #[test]
+    fn null_time_is_missing() {
+        let schema = schema_with_time(r#"["null", "long"]"#);
+        let decoder = RecordDecoder::new(schema.clone()).unwrap();
+        let bytes = datum(
+            &schema,
+            &[
+                ("time", none()),
+                ("path", text("/a")),
+                ("extra", Value::Array(Vec::new())),
+            ],
+        );
+        assert_eq!(
+            decode_datum(&decoder, &bytes).unwrap_err(),
+            "missing time in Avro field `time`: every record needs an event time"
+        );
+    }
+
+    #[test]
+    fn invalid_field_names_avro_field() {
+        let schema = api_event_schema();
+        let mut fields = full_record();
+        fields[6].1 = some(Value::Int(1234));
+        let bytes = datum(&schema, &fields);
+        assert_eq!(
+            decode_datum(&shipped(), &bytes).unwrap_err(),
+            "invalid status 1234 in Avro field `status`: expected an HTTP status code from 100 to 999"
+        );
+    }
+
+    #[test]
+    fn decimal_field_is_unsupported() {
+        let schema = Schema::parse_str(
+            r#"{"type": "record", "name": "E", "fields": [
+                {"name": "time", "type": "long"},
+                {"name": "latency_ms", "type": {"type": "bytes", "logicalType": "decimal",
+                 "precision": 6, "scale": 2}}]}"#,
+        )
+        .unwrap();
+        let decoder = RecordDecoder::new(schema.clone()).unwrap();
+        let bytes = datum(
+            &schema,
+            &[
+                ("time", Value::Long(1_431_857_103)),
+                ("latency_ms", Value::Decimal(vec![4, 210].into())),
+            ],
+        );
+        assert_eq!(
+            decode_datum(&decoder, &bytes).unwrap_err(),
+            "invalid latency_ms in Avro field `latency_ms`: values of Avro type decimal are not \
+             supported; use a string or number type for this field"
+        );
+    }
+
+    #[test]
+    fn schema_without_time_is_rejected() {
+        let schema = Schema::parse_str(
+            r#"{"type": "record", "name": "Hit", "namespace": "web", "fields": [
+                {"name": "ts", "type": "long"}]}"#,
+        )
+        .unwrap();
+        let err = RecordDecoder::new(schema).unwrap_err();
+        assert!(
+            err.starts_with("record web.Hit has no field `time`; every event needs an event time"),
+            "{err}"
+        );
+        let err = RecordDecoder::new(Schema::String).unwrap_err();
+        assert!(
+            err.starts_with("the schema is of type \"string\", not a record;"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn load_schema_names_path_and_parser_message() {
+        let dir = std::env::temp_dir().join(format!("feedloop-avsc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.avsc");
+        std::fs::write(&path, r#"{"type": "record", "name": "E"}"#).unwrap();
+        let err = load_schema(&path).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "invalid Avro schema {}: No `fields` in record",
+                path.display()
+            )
+        );
+        let missing = dir.join("missing.avsc");
+        let err = load_schema(&missing).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "failed to read Avro schema {}: ",
+                missing.display()
+            )),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn confluent(ids: Option<Vec<u32>>) -> ConfluentDecoder {
+        ConfluentDecoder::new(shipped(), ids, "schema api.avsc".to_string())
+    }
+
+    fn framed(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut message = vec![CONFLUENT_MAGIC];
+        message.extend_from_slice(&id.to_be_bytes());
+        message.extend_from_slice(body);
+        message
+    }
+
+    fn decode_message(decoder: &ConfluentDecoder, message: &[u8]) -> Result<ApiEvent, String> {
+        let reader = decoder.datum_reader();
+        decoder
+            .decode(&reader, message)
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn confluent_message_decodes() {
+        let body = datum(&api_event_schema(), &full_record());
+        let event = decode_message(&confluent(Some(vec![1, 7])), &framed(7, &body)).unwrap();
+        assert_eq!(event.path, "/users/42/orders");
+        let event = decode_message(&confluent(None), &framed(123_456, &body)).unwrap();
+        assert_eq!(event.status, Some(201));
+    }
+
+    #[test]
+    fn confluent_bad_messages() {
+        let body = datum(&api_event_schema(), &full_record());
+        let decoder = confluent(Some(vec![1, 2, 3]));
+
+        let mut wrong_magic = framed(1, &body);
+        wrong_magic[0] = b'{';
+        assert_eq!(
+            decode_message(&decoder, &wrong_magic).unwrap_err(),
+            "invalid Confluent Avro message: magic byte 123, expected 0; the message is not in \
+             Confluent's wire format, so check the producer's serializer or the source's format"
+        );
+        assert_eq!(
+            decode_message(&decoder, &framed(9, &body)).unwrap_err(),
+            "unknown schema id 9: this source reads ids 1, 2 and 3 with schema api.avsc; add \
+             the id to avro.schema_ids if the message was written with that schema"
+        );
+        assert_eq!(
+            decode_message(&decoder, &[0, 0, 0]).unwrap_err(),
+            "invalid Confluent Avro message: it has 3 bytes, fewer than the 5 of the header \
+             (magic byte 0 and a 4-byte schema id); check that the producer uses Confluent's \
+             Avro serializer"
+        );
+        let cut = framed(2, &body[..body.len() - 10]);
+        let err = decode_message(&decoder, &cut).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "truncated Avro body: the record of schema id 2 ends after the message's {} \
+                 bytes (",
+                body.len() - 10
+            )),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(
+                "); the message was cut short, or written with another schema than schema api.avsc"
+            ),
+            "{err}"
+        );
+        let mut long = framed(3, &body);
+        long.extend_from_slice(b"xyz");
+        assert_eq!(
+            decode_message(&decoder, &long).unwrap_err(),
+            "invalid Avro body of schema id 3: 3 bytes follow the record; the message was \
+             written with another schema than schema api.avsc, or holds more than one record"
+        );
+    }
+
+    #[test]
+    fn list_joins_ids() {
+        assert_eq!(list(&[4]), "4");
+        assert_eq!(list(&[4, 5]), "4 and 5");
+        assert_eq!(list(&[1, 2, 3]), "1, 2 and 3");
+    }
+}

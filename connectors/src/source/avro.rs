@@ -10,7 +10,8 @@
 //! A block that cannot be read (a count or size out of range, a sync marker that does not
 //! follow it, data the codec rejects) is one dead letter. The reader then searches the bytes
 //! after the block's first byte for the next sync marker and goes on with the block after it,
-//! so a corrupt block loses only its own records. A record that fails to decode is one dead
+//! so a corrupt block loses only its own records. When the sync marker after a block is
+//! damaged too, the block after it is lost with it. A record that fails to decode is one dead
 //! letter too. When the Avro reader fails inside a record, the records after it in the same
 //! block cannot be located, so the dead letter counts them as skipped. A file that ends inside
 //! a block is cut short, which ends the partition with a failure.
@@ -47,7 +48,8 @@ pub struct AvroFileReader {
     marker: [u8; 16],
     /// Blocks started so far; the current block's 1-based number.
     block_number: u64,
-    /// Records counted so far, decoded or not, including those a dead letter skipped.
+    /// Records counted so far, decoded or not, including those a dead letter skipped inside a
+    /// block. A corrupt block counts as one record, since its count cannot be trusted.
     record_number: u64,
     block: Block,
     finished: bool,
@@ -260,6 +262,7 @@ impl AvroFileReader {
             return false;
         }
         batch.records += 1;
+        self.record_number += 1;
         let error = if found {
             format!(
                 "corrupt Avro block {block} at byte {start}: {reason}; skipped {skipped} bytes \
@@ -489,5 +492,377 @@ impl Read for Stream {
         };
         self.offset += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::types::Record;
+    use apache_avro::{DeflateSettings, Writer};
+
+    use super::*;
+    use crate::decode::avro::api_event_schema;
+
+    const MARKER: [u8; 16] = *b"0123456789abcdef";
+
+    /// Writes a container file of `blocks` blocks of `per_block` records each. Record `i`
+    /// (from 0) has path `/r/i` and time `1_000_000_000_000 + i` ms.
+    fn container(codec: Codec, blocks: usize, per_block: usize) -> Vec<u8> {
+        let schema = api_event_schema();
+        let mut writer = Writer::builder()
+            .schema(&schema)
+            .writer(Vec::new())
+            .codec(codec)
+            .marker(MARKER)
+            .build()
+            .unwrap();
+        for i in 0..blocks * per_block {
+            let mut record = Record::new(&schema).unwrap();
+            record.put("time", Value::TimestampMillis(1_000_000_000_000 + i as i64));
+            record.put("service", "shop");
+            record.put("method", "GET");
+            record.put("route", Value::Union(0, Box::new(Value::Null)));
+            record.put("path", format!("/r/{i}"));
+            record.put("client", "198.51.100.1");
+            for field in ["query", "principal", "user_agent", "referer", "trace_id", "body"] {
+                record.put(field, Value::Union(0, Box::new(Value::Null)));
+            }
+            record.put("status", Value::Union(1, Box::new(Value::Int(200))));
+            record.put("latency_ms", Value::Union(0, Box::new(Value::Null)));
+            record.put("request_bytes", Value::Union(0, Box::new(Value::Null)));
+            record.put("response_bytes", Value::Union(0, Box::new(Value::Null)));
+            record.put("labels", Value::Map(Default::default()));
+            record.put("headers", Value::Map(Default::default()));
+            writer.append_value(record).unwrap();
+            if (i + 1) % per_block == 0 {
+                writer.flush().unwrap();
+            }
+        }
+        writer.into_inner().unwrap()
+    }
+
+    /// Returns the byte offsets at which each block starts: after the header's sync marker
+    /// and after every block's.
+    fn block_starts(file: &[u8]) -> Vec<usize> {
+        file.windows(16)
+            .enumerate()
+            .filter(|(_, window)| *window == MARKER)
+            .map(|(at, _)| at + 16)
+            .filter(|at| *at < file.len())
+            .collect()
+    }
+
+    fn read_all(file: Vec<u8>) -> ReadBatch {
+        let mut reader = AvroFileReader::new("mem.avro".into(), Box::new(io::Cursor::new(file)))
+            .expect("the header is valid");
+        let mut batch = ReadBatch::default();
+        for _ in 0..1000 {
+            if reader.read(7, &mut batch) == ReadStatus::Finished {
+                return batch;
+            }
+        }
+        panic!("the reader did not finish");
+    }
+
+    fn paths(batch: &ReadBatch) -> Vec<String> {
+        batch.events.iter().map(|(e, _)| e.path.clone()).collect()
+    }
+
+    #[test]
+    fn blocks_are_read_with_positions() {
+        let batch = read_all(container(Codec::Null, 3, 4));
+        assert_eq!(batch.records, 12);
+        assert_eq!(batch.events.len(), 12);
+        assert!(batch.dead_letters.is_empty());
+        assert!(batch.failure.is_none());
+        assert_eq!(batch.events[0].0.path, "/r/0");
+        assert_eq!(batch.events[0].0.time_ms, 1_000_000_000_000);
+        assert_eq!(batch.events[0].0.route, "/r/{id}");
+        assert_eq!(
+            batch.events[5].1,
+            Position::Container {
+                block: 2,
+                record: 6
+            }
+        );
+        assert_eq!(batch.events[11].0.path, "/r/11");
+    }
+
+    #[test]
+    fn deflate_and_snappy_blocks_are_read() {
+        for codec in [Codec::Deflate(DeflateSettings::default()), Codec::Snappy] {
+            let batch = read_all(container(codec, 2, 5));
+            assert_eq!(batch.events.len(), 10, "{codec:?}");
+            assert_eq!(batch.events[9].0.path, "/r/9", "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_block_is_skipped_to_next_marker() {
+        let file = container(Codec::Null, 3, 4);
+        let starts = block_starts(&file);
+        assert_eq!(starts.len(), 3);
+        let garbage = b"this is not an Avro block";
+        let mut spliced = file[..starts[1]].to_vec();
+        spliced.extend_from_slice(garbage);
+        spliced.extend_from_slice(&MARKER);
+        spliced.extend_from_slice(&file[starts[1]..]);
+
+        let batch = read_all(spliced);
+        assert_eq!(batch.events.len(), 12);
+        assert_eq!(batch.records, 13);
+        assert!(batch.failure.is_none());
+        assert_eq!(batch.dead_letters.len(), 1);
+        let letter = &batch.dead_letters[0];
+        assert_eq!(
+            letter.position,
+            Position::Container {
+                block: 2,
+                record: 5
+            }
+        );
+        // `t` is the count 58 and `h` the size 52, and the 52 bytes after them are not followed
+        // by the marker.
+        assert_eq!(
+            letter.error,
+            format!(
+                "corrupt Avro block 2 at byte {}: the 52 bytes it claims are not followed by the \
+                 file's sync marker; skipped {} bytes to the next sync marker, so the records of \
+                 this block are lost",
+                starts[1],
+                garbage.len() + 16
+            )
+        );
+        assert_eq!(
+            batch.events[4].1,
+            Position::Container {
+                block: 3,
+                record: 6
+            }
+        );
+    }
+
+    /// Returns the length in bytes of the varint at the start of `bytes`.
+    fn varint_len(bytes: &[u8]) -> usize {
+        bytes.iter().position(|b| b & 0x80 == 0).unwrap() + 1
+    }
+
+    #[test]
+    fn corrupt_block_loses_only_its_records() {
+        let file = container(Codec::Null, 3, 4);
+        let starts = block_starts(&file);
+        let mut corrupt = file.clone();
+        // The second block claims a size 2 bytes off, so its sync marker is not where the
+        // size says.
+        let size_at = starts[1] + varint_len(&file[starts[1]..]);
+        corrupt[size_at] ^= 0x04;
+
+        let batch = read_all(corrupt);
+        assert_eq!(
+            paths(&batch),
+            ["/r/0", "/r/1", "/r/2", "/r/3", "/r/8", "/r/9", "/r/10", "/r/11"]
+        );
+        assert_eq!(batch.records, 9);
+        assert_eq!(batch.dead_letters.len(), 1);
+        let letter = &batch.dead_letters[0];
+        assert_eq!(
+            letter.position,
+            Position::Container {
+                block: 2,
+                record: 5
+            }
+        );
+        assert!(
+            letter
+                .error
+                .starts_with(&format!("corrupt Avro block 2 at byte {}: the ", starts[1])),
+            "{}",
+            letter.error
+        );
+        assert!(
+            letter.error.ends_with(&format!(
+                "bytes it claims are not followed by the file's sync marker; skipped {} bytes \
+                 to the next sync marker, so the records of this block are lost",
+                starts[2] - starts[1]
+            )),
+            "{}",
+            letter.error
+        );
+        // Block 3 follows the corrupt block, whose 4 records count as one.
+        assert_eq!(
+            batch.events[4].1,
+            Position::Container {
+                block: 3,
+                record: 6
+            }
+        );
+    }
+
+    #[test]
+    fn damaged_marker_loses_next_block_too() {
+        let file = container(Codec::Null, 3, 4);
+        let starts = block_starts(&file);
+        let mut corrupt = file.clone();
+        corrupt[starts[2] - 16] ^= 0xff;
+
+        let batch = read_all(corrupt);
+        assert_eq!(paths(&batch), ["/r/0", "/r/1", "/r/2", "/r/3"]);
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert!(
+            batch.dead_letters[0].error.ends_with(&format!(
+                "skipped {} bytes to the next sync marker, so the records of this block are lost",
+                file.len() - starts[1]
+            )),
+            "{}",
+            batch.dead_letters[0].error
+        );
+    }
+
+    #[test]
+    fn bad_record_skips_rest_of_block() {
+        let file = container(Codec::Null, 2, 3);
+        let starts = block_starts(&file);
+        let mut bad = file.clone();
+        // The block starts with its count and size, and then the first record, whose time is
+        // a varint: ten continuation bytes make it invalid.
+        let count_bytes = varint_len(&file[starts[0]..]);
+        let record_at = starts[0] + count_bytes + varint_len(&file[starts[0] + count_bytes..]);
+        for byte in &mut bad[record_at..record_at + 10] {
+            *byte = 0xff;
+        }
+
+        let batch = read_all(bad);
+        assert_eq!(paths(&batch), ["/r/3", "/r/4", "/r/5"]);
+        assert_eq!(batch.records, 4);
+        assert_eq!(batch.dead_letters.len(), 1);
+        let letter = &batch.dead_letters[0];
+        assert_eq!(
+            letter.position,
+            Position::Container {
+                block: 1,
+                record: 1
+            }
+        );
+        assert!(
+            letter
+                .error
+                .starts_with("invalid Avro record 1 of block 1: "),
+            "{}",
+            letter.error
+        );
+        assert!(
+            letter.error.ends_with(
+                "; the 2 records after it in the block cannot be located, so they were skipped"
+            ),
+            "{}",
+            letter.error
+        );
+        assert_eq!(
+            batch.events[0].1,
+            Position::Container {
+                block: 2,
+                record: 4
+            }
+        );
+    }
+
+    #[test]
+    fn cut_short_file_is_a_failure() {
+        let file = container(Codec::Null, 2, 3);
+        let starts = block_starts(&file);
+        let cut = file[..file.len() - 20].to_vec();
+        let batch = read_all(cut);
+        assert_eq!(paths(&batch), ["/r/0", "/r/1", "/r/2"]);
+        assert!(batch.dead_letters.is_empty());
+        assert_eq!(
+            batch.failure.as_deref(),
+            Some(
+                format!(
+                    "the file ends inside block 2 at byte {}, after {} of its bytes: it was cut \
+                     short, or its last block is corrupt",
+                    starts[1],
+                    file.len() - 20 - starts[1]
+                )
+                .as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_without_marker_is_dead_lettered() {
+        let mut file = container(Codec::Null, 1, 2);
+        let end = file.len();
+        file.extend_from_slice(&[0x80; 12]);
+        let batch = read_all(file);
+        assert_eq!(batch.events.len(), 2);
+        assert!(batch.failure.is_none());
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert_eq!(
+            batch.dead_letters[0].error,
+            format!(
+                "corrupt Avro block 2 at byte {end}: its header holds a number longer than 10 \
+                 bytes; no sync marker follows, so the rest of the file (12 bytes) was skipped"
+            )
+        );
+    }
+
+    #[test]
+    fn header_errors_are_reported() {
+        let open = |bytes: Vec<u8>| {
+            AvroFileReader::new("mem.avro".into(), Box::new(io::Cursor::new(bytes)))
+                .err()
+                .expect("the header is invalid")
+                .to_string()
+        };
+        assert_eq!(
+            open(b"{\"a\"".to_vec()),
+            "not an Avro object container file: it starts with [7b, 22, 61, 22], not with `Obj` \
+             and the byte 1"
+        );
+
+        // A header with the codec `zstandard`, which is not read.
+        let mut header = MAGIC.to_vec();
+        let schema = API_EVENT.as_bytes();
+        let entries: [(&[u8], &[u8]); 2] = [(b"avro.schema", schema), (b"avro.codec", b"zstandard")];
+        header.push(4); // two entries, zigzag-encoded
+        for (key, value) in entries {
+            put_bytes(&mut header, key);
+            put_bytes(&mut header, value);
+        }
+        header.push(0);
+        header.extend_from_slice(&MARKER);
+        assert_eq!(
+            open(header),
+            "the Avro codec \"zstandard\" is not supported; feedloop reads files written with \
+             the null, deflate and snappy codecs"
+        );
+
+        let mut header = MAGIC.to_vec();
+        header.push(2);
+        put_bytes(&mut header, b"avro.schema");
+        put_bytes(&mut header, br#"{"type": "record", "name": "E", "fields": [{"name": "ts", "type": "long"}]}"#);
+        header.push(0);
+        header.extend_from_slice(&MARKER);
+        let err = open(header);
+        assert!(
+            err.starts_with(
+                "the writer schema in the Avro container header cannot be read as events: \
+                 record E has no field `time`"
+            ),
+            "{err}"
+        );
+    }
+
+    const API_EVENT: &str = crate::decode::avro::API_EVENT_SCHEMA;
+
+    /// Appends Avro `bytes`: the zigzag length, then the bytes. Lengths stay below 64 here.
+    fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+        let mut n = (bytes.len() as u64) << 1;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(bytes);
     }
 }
