@@ -355,8 +355,8 @@ impl ConfluentDecoder {
         if let Some(ids) = &self.schema_ids {
             if !ids.contains(&schema_id) {
                 return Err(DecodeError::new(format!(
-                    "unknown schema id {schema_id}: this source reads ids {} with {}; add the \
-                     id to avro.schema_ids if the message was written with that schema",
+                    "unknown schema id {schema_id}: this source reads {} with {}; add the id \
+                     to avro.schema_ids if the message was written with that schema",
                     list(ids),
                     self.schema_name
                 )));
@@ -394,12 +394,12 @@ impl ConfluentDecoder {
     }
 }
 
-/// Joins numbers as `1, 2 and 3`.
+/// Names schema ids as `id 4` or `ids 1, 2 and 3`.
 fn list(ids: &[u32]) -> String {
     let texts: Vec<String> = ids.iter().map(u32::to_string).collect();
     match texts.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        _ => texts.join(""),
+        Some((last, rest)) if !rest.is_empty() => format!("ids {} and {last}", rest.join(", ")),
+        _ => format!("id {}", texts.join("")),
     }
 }
 
@@ -725,8 +725,8 @@ mod tests {
         );
         assert_eq!(
             decode_message(&decoder, &framed(9, &body)).unwrap_err(),
-            "unknown schema id 9: this source reads ids 1, 2 and 3 with schema api.avsc; add \
-             the id to avro.schema_ids if the message was written with that schema"
+            "unknown schema id 9: this source reads ids 1, 2 and 3 with schema api.avsc; add the \
+             id to avro.schema_ids if the message was written with that schema"
         );
         assert_eq!(
             decode_message(&decoder, &[0, 0, 0]).unwrap_err(),
@@ -761,8 +761,8 @@ mod tests {
 
     #[test]
     fn list_joins_ids() {
-        assert_eq!(list(&[4]), "4");
-        assert_eq!(list(&[4, 5]), "4 and 5");
-        assert_eq!(list(&[1, 2, 3]), "1, 2 and 3");
+        assert_eq!(list(&[4]), "id 4");
+        assert_eq!(list(&[4, 5]), "ids 4 and 5");
+        assert_eq!(list(&[1, 2, 3]), "ids 1, 2 and 3");
     }
 }
