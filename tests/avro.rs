@@ -356,6 +356,14 @@ fn bad_kafka_messages_are_dead_lettered() {
         "{}",
         errors[2]
     );
+    assert_eq!(
+        letters[0]["raw"],
+        r#"{"time": "2025-06-02T08:00:00Z", "path": "/"}"#
+    );
+    assert_eq!(
+        letters[0]["raw_base64"],
+        "eyJ0aW1lIjogIjIwMjUtMDYtMDJUMDg6MDA6MDBaIiwgInBhdGgiOiAiLyJ9"
+    );
     for (offset, letter) in letters.iter().enumerate() {
         assert_eq!(letter["source"], format!("kafka:{topic}/0"));
         assert_eq!(letter["reason"], "decode");

@@ -65,6 +65,10 @@ pub struct DeadLetter {
     pub raw: String,
     /// True when `raw` was cut.
     pub raw_truncated: bool,
+    /// The bytes of `raw` in standard base64, for binary records such as Avro, whose `raw`
+    /// text cannot give the bytes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
 }
 
 impl DeadLetter {
@@ -93,6 +97,7 @@ impl DeadLetter {
             error: error.into(),
             raw: text,
             raw_truncated: cut < raw.len(),
+            raw_base64: None,
         }
     }
 }

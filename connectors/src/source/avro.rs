@@ -25,9 +25,10 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::{Codec, Schema};
 
-use feedloop_pipeline::{DeadLetter, PartitionReader, Position, ReadBatch, ReadStatus, Reason};
+use feedloop_pipeline::{DeadLetter, PartitionReader, Position, ReadBatch, ReadStatus};
 
 use crate::decode::avro::{describe, DatumError, RecordDecoder};
+use crate::source::binary_dead_letter;
 
 /// The first bytes of every Avro object container file.
 pub const MAGIC: &[u8; 4] = b"Obj\x01";
@@ -219,7 +220,7 @@ impl AvroFileReader {
     }
 
     fn dead_letter(&self, position: Position, error: String, raw: &[u8]) -> DeadLetter {
-        DeadLetter::new(&self.name, position, Reason::Decode, error, raw)
+        binary_dead_letter(&self.name, position, error, raw)
     }
 
     /// Handles a block that could not be read. Returns false when the partition has ended.
@@ -499,6 +500,7 @@ impl Read for Stream {
 mod tests {
     use apache_avro::types::Record;
     use apache_avro::{DeflateSettings, Writer};
+    use base64::Engine;
 
     use super::*;
     use crate::decode::avro::api_event_schema;
@@ -603,12 +605,7 @@ mod tests {
         let starts = block_starts(&file);
         assert_eq!(starts.len(), 3);
         let garbage = b"this is not an Avro block";
-        let mut spliced = file[..starts[1]].to_vec();
-        spliced.extend_from_slice(garbage);
-        spliced.extend_from_slice(&MARKER);
-        spliced.extend_from_slice(&file[starts[1]..]);
-
-        let batch = read_all(spliced);
+        let batch = read_all(spliced_bytes(&file, starts[1], garbage));
         assert_eq!(batch.events.len(), 12);
         assert_eq!(batch.records, 13);
         assert!(batch.failure.is_none());
@@ -640,6 +637,22 @@ mod tests {
                 record: 6
             }
         );
+        // The letter keeps the bytes read for the block: its 2 header bytes, 52 bytes and
+        // 16 where the marker should be.
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(letter.raw_base64.as_deref().unwrap())
+            .unwrap();
+        let at = starts[1];
+        assert_eq!(kept, spliced_bytes(&file, at, garbage)[at..at + 70]);
+    }
+
+    /// Returns `file` with `garbage` and the marker put in at byte `at`.
+    fn spliced_bytes(file: &[u8], at: usize, garbage: &[u8]) -> Vec<u8> {
+        let mut spliced = file[..at].to_vec();
+        spliced.extend_from_slice(garbage);
+        spliced.extend_from_slice(&MARKER);
+        spliced.extend_from_slice(&file[at..]);
+        spliced
     }
 
     /// Returns the length in bytes of the varint at the start of `bytes`.

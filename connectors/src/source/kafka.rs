@@ -36,7 +36,7 @@ use feedloop_rules::{ApiEvent, HumanDuration};
 
 use crate::decode::avro::{api_event_schema, load_schema, ConfluentDecoder, RecordDecoder};
 use crate::decode::{DecodeError, Decoder, Format, JsonMapping};
-use crate::source::FormatConfig;
+use crate::source::{binary_dead_letter, FormatConfig};
 
 /// Settings of a Kafka source.
 #[derive(Debug, Clone, Deserialize)]
@@ -431,22 +431,26 @@ impl KafkaPartitionReader {
         match &self.decoder {
             PayloadDecoder::Text(decoder) => {
                 for message in messages {
-                    self.decode(message, batch, |payload| decoder.decode(payload));
+                    self.decode(message, batch, false, |payload| decoder.decode(payload));
                 }
             }
             PayloadDecoder::ConfluentAvro(decoder) => {
                 let reader = decoder.datum_reader();
                 for message in messages {
-                    self.decode(message, batch, |payload| decoder.decode(&reader, payload));
+                    self.decode(message, batch, true, |payload| {
+                        decoder.decode(&reader, payload)
+                    });
                 }
             }
         }
     }
 
+    /// Decodes one message. A `binary` payload's dead letter keeps its bytes in base64.
     fn decode(
         &self,
         message: &OwnedMessage,
         batch: &mut ReadBatch,
+        binary: bool,
         decode: impl FnOnce(&[u8]) -> Result<ApiEvent, DecodeError>,
     ) {
         batch.records += 1;
@@ -458,6 +462,12 @@ impl KafkaPartitionReader {
         let payload = message.payload().unwrap_or_default();
         match decode(payload) {
             Ok(event) => batch.events.push((event, position)),
+            Err(err) if binary => batch.dead_letters.push(binary_dead_letter(
+                &self.name,
+                position,
+                err.to_string(),
+                payload,
+            )),
             Err(err) => batch.dead_letters.push(DeadLetter::new(
                 &self.name,
                 position,

@@ -9,6 +9,9 @@ pub mod avro;
 pub mod file;
 pub mod kafka;
 
+use base64::Engine;
+use feedloop_pipeline::dead_letter::MAX_RAW_BYTES;
+use feedloop_pipeline::{DeadLetter, Position, Reason};
 use serde::Deserialize;
 
 use crate::decode::{Format, JsonMapping};
@@ -43,6 +46,20 @@ impl FormatConfig {
             FormatConfig::JsonMapping(mapping) => Some(Format::Json((**mapping).clone())),
         }
     }
+}
+
+/// Builds the dead letter of a binary record that failed to decode, with its bytes in
+/// `raw_base64` as well as in `raw`.
+pub fn binary_dead_letter(
+    source: &str,
+    position: Position,
+    error: String,
+    raw: &[u8],
+) -> DeadLetter {
+    let mut letter = DeadLetter::new(source, position, Reason::Decode, error, raw);
+    let kept = &raw[..raw.len().min(MAX_RAW_BYTES)];
+    letter.raw_base64 = Some(base64::engine::general_purpose::STANDARD.encode(kept));
+    letter
 }
 
 /// Returns true when partition `index` belongs to worker `worker` of `peers`.
