@@ -1,6 +1,6 @@
 //! Avro input end to end. A generated scenario written as an Avro container file and as JSON
-//! Lines gives the same findings; the same events as Confluent-framed Avro messages on a tansu
-//! broker on 127.0.0.1 give them too; and bad records are dead-lettered with their reason
+//! Lines gives the same findings. The same events as Confluent-framed Avro messages on a
+//! tansu broker on 127.0.0.1 give them too. Bad records are dead-lettered with their reason,
 //! while the good records around them still count.
 //!
 //! The events come from the generator library that `feedloop-gen scenario` runs, with the
@@ -26,7 +26,10 @@ use serde_json::Value;
 const EVENTS: u64 = 41_416;
 
 fn scenario() -> ScenarioConfig {
-    let names = ["credential-stuffing".to_string(), "deploy-regression".to_string()];
+    let names = [
+        "credential-stuffing".to_string(),
+        "deploy-regression".to_string(),
+    ];
     ScenarioConfig {
         seed: 7,
         duration_ms: 70 * 60_000,
@@ -277,7 +280,8 @@ fn kafka_avro_gives_same_findings_as_file() {
 
     let from_kafka = common::parse_lines(&std::fs::read(dir.join("findings.jsonl")).unwrap());
     let files = files();
-    let from_file = common::parse_lines(&scan(&files.avro, &["--early", "--allowed-lateness", "2m"]).0);
+    let from_file =
+        common::parse_lines(&scan(&files.avro, &["--early", "--allowed-lateness", "2m"]).0);
     assert_eq!(common::finals(from_file.clone()).len(), 61);
     assert_eq!(early(&from_kafka), early(&from_file));
     common::assert_same_findings(
@@ -298,7 +302,11 @@ fn bad_kafka_messages_are_dead_lettered() {
     let body = {
         let mut message = Vec::new();
         let encoder = feedloop_bench::scenario::avro::ConfluentEncoder::new(1).unwrap();
-        let event = ScenarioGenerator::new(scenario()).unwrap().next().unwrap().event;
+        let event = ScenarioGenerator::new(scenario())
+            .unwrap()
+            .next()
+            .unwrap()
+            .event;
         encoder.encode(&event, &mut message).unwrap();
         message[5..].to_vec()
     };
@@ -331,7 +339,10 @@ fn bad_kafka_messages_are_dead_lettered() {
     assert_eq!(common::summary_count(&summary, "late"), 0);
 
     let letters = dead_letters(&dir.join("dead.jsonl"));
-    let errors: Vec<&str> = letters.iter().map(|l| l["error"].as_str().unwrap()).collect();
+    let errors: Vec<&str> = letters
+        .iter()
+        .map(|l| l["error"].as_str().unwrap())
+        .collect();
     assert_eq!(errors.len(), 3);
     assert_eq!(
         errors[0],
@@ -376,7 +387,8 @@ fn bad_kafka_messages_are_dead_lettered() {
     // The good messages after the bad ones still give every finding of the file.
     let from_kafka = common::parse_lines(&std::fs::read(dir.join("findings.jsonl")).unwrap());
     let files = files();
-    let from_file = common::parse_lines(&scan(&files.avro, &["--early", "--allowed-lateness", "2m"]).0);
+    let from_file =
+        common::parse_lines(&scan(&files.avro, &["--early", "--allowed-lateness", "2m"]).0);
     common::assert_same_findings(
         &common::finals(from_kafka),
         &common::finals(from_file),

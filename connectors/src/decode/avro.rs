@@ -4,10 +4,10 @@
 //! a Kafka source takes from a configured schema file. Its fields are matched to the event by
 //! feedloop's native field names (`time`, `service`, `method`, … `body`), the names the JSON
 //! Lines decoder's default mapping reads, and their values go through the same conversion as
-//! JSON values. So a record and the JSON object with the same values give the same event:
-//! `null`, `""` and `"-"` leave a field empty, a missing route is derived from the path, header
-//! names are lower-cased, and labels and headers are sorted. Fields with other names are
-//! skipped.
+//! JSON values. So a record and the JSON object with the same values give the same event. For
+//! example, `null`, `""` and `"-"` leave a field empty, and a missing route is derived from the
+//! path. Header names are lower-cased, and labels and headers are sorted. Fields with other
+//! names are skipped.
 //!
 //! The `time` field is required. A `timestamp-millis`, `timestamp-micros` or `timestamp-nanos`
 //! value is read in its unit, and digits past the millisecond are dropped, rounding down. The
@@ -81,7 +81,7 @@ pub struct RecordDecoder {
     slots: Vec<Option<usize>>,
 }
 
-/// Why a datum could not become an event.
+/// The reason a datum could not become an event.
 #[derive(Debug)]
 pub enum DatumError {
     /// The bytes are not a record of the schema: the error of the Avro reader, and true when
@@ -94,7 +94,7 @@ pub enum DatumError {
 
 impl RecordDecoder {
     /// Creates a decoder for records written with `schema`, which must be a record with a
-    /// `time` field. The error says what is wrong with the schema.
+    /// `time` field. The error describes what is wrong with the schema.
     pub fn new(schema: Schema) -> Result<RecordDecoder, String> {
         let Schema::Record(RecordSchema { name, fields, .. }) = &schema else {
             return Err(format!(
@@ -255,7 +255,10 @@ fn kind_name(schema: &Schema) -> String {
         Schema::Map(_) => "a map".to_string(),
         Schema::Enum(_) => "an enum".to_string(),
         Schema::Fixed(_) => "a fixed".to_string(),
-        other => format!("of type {}", serde_json::to_string(other).unwrap_or_default()),
+        other => format!(
+            "of type {}",
+            serde_json::to_string(other).unwrap_or_default()
+        ),
     }
 }
 
@@ -305,7 +308,7 @@ pub struct ConfluentDecoder {
     records: RecordDecoder,
     /// The accepted schema ids, or `None` for any id.
     schema_ids: Option<Vec<u32>>,
-    /// Where the writer schema comes from, such as a path, for messages.
+    /// The origin of the writer schema, such as a path, for messages.
     schema_name: String,
 }
 
@@ -364,24 +367,27 @@ impl ConfluentDecoder {
         }
 
         let mut rest = body;
-        let event = self.records.read(reader, &mut rest).map_err(|err| match err {
-            DatumError::Binary {
-                message,
-                truncated: true,
-            } => DecodeError::new(format!(
-                "truncated Avro body: the record of schema id {schema_id} ends after the \
+        let event = self
+            .records
+            .read(reader, &mut rest)
+            .map_err(|err| match err {
+                DatumError::Binary {
+                    message,
+                    truncated: true,
+                } => DecodeError::new(format!(
+                    "truncated Avro body: the record of schema id {schema_id} ends after the \
                  message's {} bytes ({message}); the message was cut short, or written with \
                  another schema than {}",
-                body.len(),
-                self.schema_name
-            )),
-            DatumError::Binary { message, .. } => DecodeError::new(format!(
-                "invalid Avro body of schema id {schema_id}: {message}; check that the id was \
+                    body.len(),
+                    self.schema_name
+                )),
+                DatumError::Binary { message, .. } => DecodeError::new(format!(
+                    "invalid Avro body of schema id {schema_id}: {message}; check that the id was \
                  written with {}",
-                self.schema_name
-            )),
-            DatumError::Field(err) => err,
-        })?;
+                    self.schema_name
+                )),
+                DatumError::Field(err) => err,
+            })?;
         if !rest.is_empty() {
             return Err(DecodeError::new(format!(
                 "invalid Avro body of schema id {schema_id}: {} bytes follow the record; the \

@@ -760,8 +760,8 @@ fn read_request(
         None => query_in_path,
     };
 
-    let route =
-        read_text(route, origin.source("route", &m.route))?.unwrap_or_else(|| route::template(&path));
+    let route = read_text(route, origin.source("route", &m.route))?
+        .unwrap_or_else(|| route::template(&path));
     Ok(Request {
         method,
         route,

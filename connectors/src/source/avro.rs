@@ -1,6 +1,6 @@
 //! Avro object container files: one partition per file, read block by block.
 //!
-//! A container file starts with the magic bytes `Obj\x01`, a metadata map that holds the
+//! A container file starts with the magic bytes `Obj\x01`, a metadata map that contains the
 //! writer schema (`avro.schema`) and the codec (`avro.codec`), and a 16-byte sync marker.
 //! Blocks follow, each with its record count, its size in bytes, the records (compressed by
 //! the codec) and the sync marker again. The null, deflate and snappy codecs are read. The
@@ -61,7 +61,7 @@ pub struct AvroFileReader {
 struct Block {
     /// The block's records, decompressed.
     data: Vec<u8>,
-    /// Where the next record starts in `data`.
+    /// The offset of the next record in `data`.
     at: usize,
     /// Records of the block not read yet.
     left: u64,
@@ -69,11 +69,17 @@ struct Block {
 
 /// A block that could not be read.
 enum BlockError {
-    /// The bytes at the block's start are not a block. `consumed` holds every byte read for
-    /// it, to be searched for the next sync marker.
-    Corrupt { reason: String, consumed: Vec<u8> },
-    /// The file ended inside the block.
-    CutShort { consumed: Vec<u8> },
+    /// The bytes at the block's start are not a block. `consumed` contains every byte read
+    /// for it, to be searched for the next sync marker.
+    Corrupt {
+        reason: String,
+        consumed: Vec<u8>,
+    },
+    /// The file ended inside the block, for the reason given.
+    CutShort {
+        reason: String,
+        consumed: Vec<u8>,
+    },
     Io(io::Error),
 }
 
@@ -85,7 +91,7 @@ impl From<io::Error> for BlockError {
 
 impl AvroFileReader {
     /// Reads the header of a container file from `input`, whose first bytes are [`MAGIC`].
-    /// The error says what is wrong with the header.
+    /// The error describes what is wrong with the header.
     pub fn new(name: String, input: Box<dyn BufRead + Send>) -> io::Result<AvroFileReader> {
         let mut stream = Stream {
             input,
@@ -173,14 +179,15 @@ impl AvroFileReader {
         let read = self.stream.read_up_to(&mut consumed[data_start..])?;
         if read < block_end - data_start {
             consumed.truncate(data_start + read);
-            return Err(BlockError::CutShort { consumed });
+            return Err(BlockError::CutShort {
+                reason: format!("the {size} bytes it claims run past the end of the file"),
+                consumed,
+            });
         }
         let data_end = block_end - self.marker.len();
         if consumed[data_end..] != self.marker {
             return Err(corrupt(
-                format!(
-                    "the {size} bytes it claims are not followed by the file's sync marker"
-                ),
+                format!("the {size} bytes it claims are not followed by the file's sync marker"),
                 consumed,
             ));
         }
@@ -237,9 +244,7 @@ impl AvroFileReader {
                 ));
                 return false;
             }
-            BlockError::CutShort { consumed } => {
-                ("the file ends inside it".to_string(), consumed, true)
-            }
+            BlockError::CutShort { reason, consumed } => (reason, consumed, true),
             BlockError::Corrupt { reason, consumed } => (reason, consumed, false),
         };
         let raw = consumed.clone();
@@ -344,7 +349,9 @@ impl PartitionReader for AvroFileReader {
                         self.record_number, self.block_number
                     );
                     let raw = &self.block.data[start..];
-                    batch.dead_letters.push(self.dead_letter(position, error, raw));
+                    batch
+                        .dead_letters
+                        .push(self.dead_letter(position, error, raw));
                     self.record_number += skipped;
                     self.block.left = 0;
                     self.block.at = self.block.data.len();
@@ -364,7 +371,9 @@ impl PartitionReader for AvroFileReader {
                     block: self.block_number,
                     record: self.record_number,
                 };
-                batch.dead_letters.push(self.dead_letter(position, error, extra));
+                batch
+                    .dead_letters
+                    .push(self.dead_letter(position, error, extra));
                 self.block.at = self.block.data.len();
             }
         }
@@ -375,9 +384,7 @@ impl PartitionReader for AvroFileReader {
 /// Returns the writer schema of a container file's metadata.
 fn writer_schema(metadata: &HashMap<String, Value>) -> Result<Schema, String> {
     let Some(Value::Bytes(json)) = metadata.get("avro.schema") else {
-        return Err(
-            "invalid Avro container header: the metadata has no `avro.schema`".to_string(),
-        );
+        return Err("invalid Avro container header: the metadata has no `avro.schema`".to_string());
     };
     let json = std::str::from_utf8(json).map_err(|err| {
         format!("invalid writer schema in the Avro container header: not UTF-8: {err}")
@@ -418,13 +425,14 @@ fn read_long(stream: &mut Stream, consumed: &mut Vec<u8>) -> Result<Option<i64>,
                 return Ok(None);
             }
             return Err(BlockError::CutShort {
+                reason: "the file ends inside its header".to_string(),
                 consumed: std::mem::take(consumed),
             });
         };
         consumed.push(byte);
         if shift >= 64 {
             return Err(BlockError::Corrupt {
-                reason: "its header holds a number longer than 10 bytes".to_string(),
+                reason: "its header contains a number longer than 10 bytes".to_string(),
                 consumed: std::mem::take(consumed),
             });
         }
@@ -526,7 +534,14 @@ mod tests {
             record.put("route", Value::Union(0, Box::new(Value::Null)));
             record.put("path", format!("/r/{i}"));
             record.put("client", "198.51.100.1");
-            for field in ["query", "principal", "user_agent", "referer", "trace_id", "body"] {
+            for field in [
+                "query",
+                "principal",
+                "user_agent",
+                "referer",
+                "trace_id",
+                "body",
+            ] {
                 record.put(field, Value::Union(0, Box::new(Value::Null)));
             }
             record.put("status", Value::Union(1, Box::new(Value::Int(200))));
@@ -666,7 +681,7 @@ mod tests {
         let starts = block_starts(&file);
         let mut corrupt = file.clone();
         // The second block claims a size 2 bytes off, so its sync marker is not where the
-        // size says.
+        // size puts it.
         let size_at = starts[1] + varint_len(&file[starts[1]..]);
         corrupt[size_at] ^= 0x04;
 
@@ -813,7 +828,7 @@ mod tests {
         assert_eq!(
             batch.dead_letters[0].error,
             format!(
-                "corrupt Avro block 2 at byte {end}: its header holds a number longer than 10 \
+                "corrupt Avro block 2 at byte {end}: its header contains a number longer than 10 \
                  bytes; no sync marker follows, so the rest of the file (12 bytes) was skipped"
             )
         );
@@ -836,7 +851,8 @@ mod tests {
         // A header with the codec `zstandard`, which is not read.
         let mut header = MAGIC.to_vec();
         let schema = API_EVENT.as_bytes();
-        let entries: [(&[u8], &[u8]); 2] = [(b"avro.schema", schema), (b"avro.codec", b"zstandard")];
+        let entries: [(&[u8], &[u8]); 2] =
+            [(b"avro.schema", schema), (b"avro.codec", b"zstandard")];
         header.push(4); // two entries, zigzag-encoded
         for (key, value) in entries {
             put_bytes(&mut header, key);
@@ -853,7 +869,10 @@ mod tests {
         let mut header = MAGIC.to_vec();
         header.push(2);
         put_bytes(&mut header, b"avro.schema");
-        put_bytes(&mut header, br#"{"type": "record", "name": "E", "fields": [{"name": "ts", "type": "long"}]}"#);
+        put_bytes(
+            &mut header,
+            br#"{"type": "record", "name": "E", "fields": [{"name": "ts", "type": "long"}]}"#,
+        );
         header.push(0);
         header.extend_from_slice(&MARKER);
         let err = open(header);

@@ -88,7 +88,10 @@ pub struct AvroConfig {
 /// Reads a number or a list of numbers.
 fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u32>>, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged, expecting = "a schema id or a list of schema ids, such as 1 or [1, 7]")]
+    #[serde(
+        untagged,
+        expecting = "a schema id or a list of schema ids, such as 1 or [1, 7]"
+    )]
     enum OneOrMany {
         One(u32),
         Many(Vec<u32>),
@@ -99,7 +102,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<
     })
 }
 
-/// How a Kafka source turns message payloads into events.
+/// The decoder of a Kafka source's message payloads.
 #[derive(Clone, Debug)]
 pub enum PayloadDecoder {
     /// One record of text per message, as a line of a file.
@@ -130,10 +133,7 @@ impl KafkaConfig {
 
         let avro = self.avro.clone().unwrap_or_default();
         let (schema, schema_name) = match &avro.schema {
-            Some(path) => (
-                load_schema(path)?,
-                format!("schema {}", path.display()),
-            ),
+            Some(path) => (load_schema(path)?, format!("schema {}", path.display())),
             None => (
                 api_event_schema(),
                 "feedloop's schema/api-event.avsc".to_string(),
