@@ -15,19 +15,23 @@
 //! `date` is midnight UTC of its day. Any other type is read as a JSON value would be: a string
 //! as RFC 3339 or a common log time, a number as epoch seconds, or as milliseconds above 10^11.
 //!
+//! Enum symbols and UUIDs become text, and so do `bytes` and `fixed` values, with invalid
+//! UTF-8 replaced. A `string` must be UTF-8. A `decimal`, `big-decimal` or `duration` value in
+//! a field feedloop reads makes the record invalid.
+//!
 //! [`API_EVENT_SCHEMA`] is feedloop's own schema for these records, shipped as
 //! `schema/api-event.avsc`.
 
-use std::borrow::Cow;
 use std::path::Path;
 
-use apache_avro::reader::datum::GenericDatumReader;
+mod binary;
+
 use apache_avro::schema::RecordSchema;
-use apache_avro::types::Value;
 use apache_avro::Schema;
 
 use feedloop_rules::ApiEvent;
 
+use self::binary::{BinaryError, Plan, UnsupportedValue};
 use super::json::{build_event, FieldValue, Origin, RecordFields};
 use super::{DecodeError, JsonMapping};
 
@@ -76,19 +80,23 @@ pub fn load_schema(path: &Path) -> Result<Schema, String> {
 #[derive(Clone, Debug)]
 pub struct RecordDecoder {
     schema: Schema,
-    /// For each field of the writer schema, in order, the index of the event field it fills
-    /// in [`FIELD_NAMES`], or `None` when the event has no field of that name.
-    slots: Vec<Option<usize>>,
+    plan: Plan,
+    /// For each field of the writer schema, in order: its name, its node in the plan, and the
+    /// index of the event field it fills in [`FIELD_NAMES`], or `None` when the event has no
+    /// field of that name.
+    fields: Vec<(String, usize, Option<usize>)>,
+    /// The default JSON mapping, whose conversion rules the values go through. It is built
+    /// once, because building it formats a pointer for every field.
+    mapping: JsonMapping,
 }
 
 /// The reason a datum could not become an event.
 #[derive(Debug)]
 pub enum DatumError {
-    /// The bytes are not a record of the schema: the error of the Avro reader, and true when
-    /// the bytes ended before the record did. The reader cannot tell where the next record of
-    /// the same bytes starts.
+    /// The bytes are not a record of the schema: what is wrong, and true when the bytes ended
+    /// before the record did. Where the next record of the same bytes starts is unknown.
     Binary { message: String, truncated: bool },
-    /// The record was read, but a field value cannot be used.
+    /// The record was read to its end, but a field value cannot be used.
     Field(DecodeError),
 }
 
@@ -96,25 +104,36 @@ impl RecordDecoder {
     /// Creates a decoder for records written with `schema`, which must be a record with a
     /// `time` field. The error describes what is wrong with the schema.
     pub fn new(schema: Schema) -> Result<RecordDecoder, String> {
-        let Schema::Record(RecordSchema { name, fields, .. }) = &schema else {
+        let Schema::Record(RecordSchema { name, .. }) = &schema else {
             return Err(format!(
                 "the schema is {}, not a record; feedloop reads records with fields such as \
                  time, method, path and status",
                 kind_name(&schema)
             ));
         };
-        let slots: Vec<Option<usize>> = fields
+        let plan = Plan::compile(&schema)?;
+        let fields: Vec<(String, usize, Option<usize>)> = plan
+            .root_fields()
+            .expect("a record schema compiles to a record")
             .iter()
-            .map(|field| FIELD_NAMES.iter().position(|name| *name == field.name))
+            .map(|(field, node)| {
+                let slot = FIELD_NAMES.iter().position(|name| name == field);
+                (field.clone(), *node, slot)
+            })
             .collect();
-        if !slots.contains(&Some(0)) {
+        if !fields.iter().any(|(_, _, slot)| *slot == Some(0)) {
             return Err(format!(
                 "record {name} has no field `time`; every event needs an event time, so add \
                  one, such as {{\"name\": \"time\", \"type\": {{\"type\": \"long\", \
                  \"logicalType\": \"timestamp-millis\"}}}}"
             ));
         }
-        Ok(RecordDecoder { schema, slots })
+        Ok(RecordDecoder {
+            schema,
+            plan,
+            fields,
+            mapping: JsonMapping::default(),
+        })
     }
 
     /// Returns the writer schema.
@@ -122,41 +141,42 @@ impl RecordDecoder {
         &self.schema
     }
 
-    /// Builds a reader of single data of the writer schema. Building one resolves the
-    /// schema's named types, so a caller reuses it for a batch of records.
-    pub fn datum_reader(&self) -> GenericDatumReader<'_> {
-        GenericDatumReader::builder(&self.schema)
-            .build()
-            .expect("a parsed schema resolves, since the parser resolved its names")
-    }
-
-    /// Reads one datum from the start of `bytes`, advancing past it, and converts it.
-    pub fn read(
-        &self,
-        reader: &GenericDatumReader<'_>,
-        bytes: &mut &[u8],
-    ) -> Result<ApiEvent, DatumError> {
-        let value = reader.read_value(bytes).map_err(|err| DatumError::Binary {
-            message: describe(&err),
-            truncated: is_truncation(&err),
-        })?;
-        self.event(value).map_err(DatumError::Field)
-    }
-
-    /// Converts a record value of the writer schema into an event.
-    pub fn event(&self, value: Value) -> Result<ApiEvent, DecodeError> {
-        let Value::Record(values) = value else {
-            return Err(DecodeError::new(
-                "invalid Avro datum: expected a record of the writer schema",
-            ));
-        };
-        let mut found: [Option<FieldValue<'static>>; 18] = Default::default();
-        for (slot, (_, value)) in self.slots.iter().zip(values) {
-            let Some(index) = *slot else {
-                continue;
+    /// Reads one record from the start of `bytes`, advancing past it, and converts it.
+    ///
+    /// A field value that cannot be used fails the record only after the whole record was
+    /// read, so `bytes` is then at the start of the next record.
+    pub fn read(&self, bytes: &mut &[u8]) -> Result<ApiEvent, DatumError> {
+        let mut found: [Option<FieldValue<'_>>; 18] = Default::default();
+        let mut unusable = None;
+        for (name, node, slot) in &self.fields {
+            let result = match slot {
+                Some(index) => self.plan.read(*node, bytes).map(|value| match value {
+                    Ok(value) => found[*index] = Some(value),
+                    Err(UnsupportedValue { kind }) => {
+                        unusable.get_or_insert(DecodeError::new(format!(
+                            "invalid {name} in Avro field `{name}`: values of Avro type \
+                             {kind} are not supported; use a string or number type for this \
+                             field"
+                        )));
+                    }
+                }),
+                None => self.plan.skip(*node, bytes),
             };
-            found[index] = Some(field_value(FIELD_NAMES[index], value)?);
+            result.map_err(|err| match err {
+                BinaryError::Truncated => DatumError::Binary {
+                    message: format!("the bytes end inside field `{name}`"),
+                    truncated: true,
+                },
+                BinaryError::Invalid(reason) => DatumError::Binary {
+                    message: format!("invalid field `{name}`: {reason}"),
+                    truncated: false,
+                },
+            })?;
         }
+        if let Some(err) = unusable {
+            return Err(DatumError::Field(err));
+        }
+
         let [time, service, method, route, path, query, status, latency_ms, request_bytes, response_bytes, client, principal, user_agent, referer, trace_id, labels, headers, body] =
             found;
         let fields = RecordFields {
@@ -179,71 +199,7 @@ impl RecordDecoder {
             headers,
             body,
         };
-        build_event(fields, &JsonMapping::default(), Origin::Avro)
-    }
-}
-
-/// Converts an Avro value to the form the JSON conversion reads. Timestamps become
-/// milliseconds since the epoch.
-fn field_value(field: &str, value: Value) -> Result<FieldValue<'static>, DecodeError> {
-    let unsupported = |kind: &str| {
-        DecodeError::new(format!(
-            "invalid {field} in Avro field `{field}`: values of Avro type {kind} are not \
-             supported; use a string or number type for this field"
-        ))
-    };
-    let converted = match value {
-        Value::Null => FieldValue::Null,
-        Value::Boolean(b) => FieldValue::Bool(b),
-        Value::Int(n) => integer(i64::from(n)),
-        Value::Long(n) | Value::TimeMicros(n) => integer(n),
-        Value::TimeMillis(n) => integer(i64::from(n)),
-        Value::Float(x) => FieldValue::Float(f64::from(x)),
-        Value::Double(x) => FieldValue::Float(x),
-        Value::String(text) | Value::Enum(_, text) => FieldValue::Text(Cow::Owned(text)),
-        Value::Bytes(bytes) | Value::Fixed(_, bytes) => {
-            FieldValue::Text(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
-        }
-        Value::Uuid(uuid) => FieldValue::Text(Cow::Owned(uuid.to_string())),
-        Value::BigDecimal(decimal) => FieldValue::Text(Cow::Owned(decimal.to_string())),
-        Value::TimestampMillis(ms) | Value::LocalTimestampMillis(ms) => FieldValue::EpochMillis(ms),
-        Value::TimestampMicros(us) | Value::LocalTimestampMicros(us) => {
-            FieldValue::EpochMillis(us.div_euclid(1_000))
-        }
-        Value::TimestampNanos(ns) | Value::LocalTimestampNanos(ns) => {
-            FieldValue::EpochMillis(ns.div_euclid(1_000_000))
-        }
-        Value::Date(days) => FieldValue::EpochMillis(i64::from(days) * 86_400_000),
-        Value::Union(_, inner) => field_value(field, *inner)?,
-        Value::Array(items) => FieldValue::Array(
-            items
-                .into_iter()
-                .map(|item| field_value(field, item))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Map(members) => FieldValue::Object(
-            members
-                .into_iter()
-                .map(|(name, member)| Ok((Cow::Owned(name), field_value(field, member)?)))
-                .collect::<Result<_, DecodeError>>()?,
-        ),
-        Value::Record(members) => FieldValue::Object(
-            members
-                .into_iter()
-                .map(|(name, member)| Ok((Cow::Owned(name), field_value(field, member)?)))
-                .collect::<Result<_, DecodeError>>()?,
-        ),
-        Value::Decimal(_) => return Err(unsupported("decimal")),
-        Value::Duration(_) => return Err(unsupported("duration")),
-    };
-    Ok(converted)
-}
-
-/// Returns an integer as the JSON reader would: non-negative ones as unsigned.
-fn integer(n: i64) -> FieldValue<'static> {
-    match u64::try_from(n) {
-        Ok(unsigned) => FieldValue::Unsigned(unsigned),
-        Err(_) => FieldValue::Signed(n),
+        build_event(fields, &self.mapping, Origin::Avro).map_err(DatumError::Field)
     }
 }
 
@@ -276,20 +232,6 @@ pub(crate) fn describe(err: &apache_avro::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Returns true when the error comes from bytes that ended too soon.
-fn is_truncation(err: &apache_avro::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::UnexpectedEof {
-                return true;
-            }
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// The first byte of a message in Confluent's wire format.
@@ -327,17 +269,8 @@ impl ConfluentDecoder {
         }
     }
 
-    /// Builds the datum reader that [`ConfluentDecoder::decode`] takes, once per batch.
-    pub fn datum_reader(&self) -> GenericDatumReader<'_> {
-        self.records.datum_reader()
-    }
-
     /// Decodes one message. The error names the fault and the fix.
-    pub fn decode(
-        &self,
-        reader: &GenericDatumReader<'_>,
-        message: &[u8],
-    ) -> Result<ApiEvent, DecodeError> {
+    pub fn decode(&self, message: &[u8]) -> Result<ApiEvent, DecodeError> {
         let Some((header, body)) = message.split_first_chunk::<CONFLUENT_HEADER_BYTES>() else {
             return Err(DecodeError::new(format!(
                 "invalid Confluent Avro message: it has {} bytes, fewer than the 5 of the \
@@ -367,27 +300,24 @@ impl ConfluentDecoder {
         }
 
         let mut rest = body;
-        let event = self
-            .records
-            .read(reader, &mut rest)
-            .map_err(|err| match err {
-                DatumError::Binary {
-                    message,
-                    truncated: true,
-                } => DecodeError::new(format!(
-                    "truncated Avro body: the record of schema id {schema_id} ends after the \
-                 message's {} bytes ({message}); the message was cut short, or written with \
-                 another schema than {}",
-                    body.len(),
-                    self.schema_name
-                )),
-                DatumError::Binary { message, .. } => DecodeError::new(format!(
-                    "invalid Avro body of schema id {schema_id}: {message}; check that the id was \
+        let event = self.records.read(&mut rest).map_err(|err| match err {
+            DatumError::Binary {
+                message,
+                truncated: true,
+            } => DecodeError::new(format!(
+                "truncated Avro body: the {}-byte record of schema id {schema_id} ends too \
+                     soon, because {message}; the message was cut short, or written with \
+                     another schema than {}",
+                body.len(),
+                self.schema_name
+            )),
+            DatumError::Binary { message, .. } => DecodeError::new(format!(
+                "invalid Avro body of schema id {schema_id}: {message}; check that the id was \
                  written with {}",
-                    self.schema_name
-                )),
-                DatumError::Field(err) => err,
-            })?;
+                self.schema_name
+            )),
+            DatumError::Field(err) => err,
+        })?;
         if !rest.is_empty() {
             return Err(DecodeError::new(format!(
                 "invalid Avro body of schema id {schema_id}: {} bytes follow the record; the \
@@ -411,7 +341,7 @@ fn list(ids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use apache_avro::types::Record;
+    use apache_avro::types::{Record, Value};
     use apache_avro::writer::datum::GenericDatumWriter;
 
     use super::*;
@@ -484,9 +414,8 @@ mod tests {
         "body": "{\"q\":1}"}"#;
 
     fn decode_datum(decoder: &RecordDecoder, bytes: &[u8]) -> Result<ApiEvent, String> {
-        let reader = decoder.datum_reader();
         let mut rest = bytes;
-        decoder.read(&reader, &mut rest).map_err(|err| match err {
+        decoder.read(&mut rest).map_err(|err| match err {
             DatumError::Binary { message, .. } => format!("binary: {message}"),
             DatumError::Field(err) => err.to_string(),
         })
@@ -702,10 +631,7 @@ mod tests {
     }
 
     fn decode_message(decoder: &ConfluentDecoder, message: &[u8]) -> Result<ApiEvent, String> {
-        let reader = decoder.datum_reader();
-        decoder
-            .decode(&reader, message)
-            .map_err(|err| err.to_string())
+        decoder.decode(message).map_err(|err| err.to_string())
     }
 
     #[test]
@@ -740,21 +666,25 @@ mod tests {
              (magic byte 0 and a 4-byte schema id); check that the producer uses Confluent's \
              Avro serializer"
         );
+        // The last 10 bytes are the headers map's end, and the body's union index and text.
         let cut = framed(2, &body[..body.len() - 10]);
-        let err = decode_message(&decoder, &cut).unwrap_err();
-        assert!(
-            err.starts_with(&format!(
-                "truncated Avro body: the record of schema id 2 ends after the message's {} \
-                 bytes (",
+        assert_eq!(
+            decode_message(&decoder, &cut).unwrap_err(),
+            format!(
+                "truncated Avro body: the {}-byte record of schema id 2 ends too soon, because \
+                 the bytes end inside field `headers`; the message was cut short, or written \
+                 with another schema than schema api.avsc",
                 body.len() - 10
-            )),
-            "{err}"
+            )
         );
-        assert!(
-            err.ends_with(
-                "); the message was cut short, or written with another schema than schema api.avsc"
-            ),
-            "{err}"
+        let mut bad_union = framed(1, &body);
+        // The route's union index, right after time, service and method.
+        let route_at = 5 + 6 + 1 + 4 + 1 + 4;
+        bad_union[route_at] = 8;
+        assert_eq!(
+            decode_message(&decoder, &bad_union).unwrap_err(),
+            "invalid Avro body of schema id 1: invalid field `route`: union index 4 is outside \
+             its 2 types; check that the id was written with schema api.avsc"
         );
         let mut long = framed(3, &body);
         long.extend_from_slice(b"xyz");

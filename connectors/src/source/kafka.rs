@@ -435,11 +435,8 @@ impl KafkaPartitionReader {
                 }
             }
             PayloadDecoder::ConfluentAvro(decoder) => {
-                let reader = decoder.datum_reader();
                 for message in messages {
-                    self.decode(message, batch, true, |payload| {
-                        decoder.decode(&reader, payload)
-                    });
+                    self.decode(message, batch, true, |payload| decoder.decode(payload));
                 }
             }
         }
