@@ -218,12 +218,13 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         avro_bytes,
     };
     let mut page = results_page(args, &files, &timed, &table, &load);
-    // The latency benchmark's section outlives a new throughput page.
-    if let Some(latency) = fs::read_to_string(&args.results)
-        .ok()
-        .and_then(|old| results::section(&old, results::LATENCY_HEADING).map(str::to_string))
-    {
-        page = results::replace_section(&page, &latency);
+    // The latency benchmark's section and the hand-measured KPI cost outlive a new
+    // throughput page.
+    let old = fs::read_to_string(&args.results).unwrap_or_default();
+    for heading in [results::LATENCY_HEADING, results::KPI_COST_HEADING] {
+        if let Some(kept) = results::section(&old, heading) {
+            page = results::replace_section(&page, kept);
+        }
     }
     fs::write(&args.results, page)
         .with_context(|| format!("failed to write {}", args.results.display()))?;
