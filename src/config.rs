@@ -515,6 +515,16 @@ outputs:
     }
 
     #[test]
+    fn file_avro_format_parses() {
+        let config: Config =
+            serde_norway::from_str("sources: [{file: {paths: [a.avro], format: avro}}]\n").unwrap();
+        match &config.sources[0] {
+            SourceConfig::File { format, .. } => assert_eq!(*format, FormatConfig::Avro),
+            other => panic!("unexpected source {other:?}"),
+        }
+    }
+
+    #[test]
     fn kafka_avro_empty_ids_rejected() {
         let kafka = kafka_source(
             "sources:\n  - kafka: {brokers: b, topic: t, format: avro, avro: {schema_ids: []}}\n",

@@ -178,6 +178,21 @@ fn garbage_block_is_dead_lettered_and_rest_counts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn avro_format_rejects_other_files() {
+    let jsonl = &files().jsonl;
+    let output = common::feedloop(&["scan", "--input-format", "avro", jsonl.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "error: failed to open input {}: not an Avro object container file: it starts with \
+             [7b, 22, 74, 69], not with `Obj` and the byte 1\n",
+            jsonl.display()
+        )
+    );
+}
+
 /// Reads the record count at the start of a block: a zigzag varint.
 fn first_block_count(block: &[u8]) -> u64 {
     let mut value = 0u64;

@@ -244,7 +244,7 @@ const CONFLUENT_HEADER_BYTES: usize = 5;
 /// Decodes messages in Confluent's wire format: [`CONFLUENT_MAGIC`], the schema registry id
 /// as a 4-byte big-endian integer, and one record in Avro's binary encoding.
 ///
-/// No schema registry is asked: every accepted id is read with one writer schema.
+/// No schema registry is contacted: every accepted id is read with one writer schema.
 #[derive(Clone, Debug)]
 pub struct ConfluentDecoder {
     records: RecordDecoder,

@@ -46,8 +46,8 @@ enum Node {
     Record(Vec<(String, usize)>),
     /// An `int` of days since the epoch.
     Date,
-    /// A `long` timestamp, with the number of its units in a millisecond, or 1 for
-    /// milliseconds and the divisor for micro- and nanoseconds.
+    /// A `long` timestamp, with the number of its units per millisecond: 1, 1,000 or
+    /// 1,000,000.
     Timestamp(i64),
     /// A UUID written as a string.
     UuidString,
@@ -58,7 +58,7 @@ enum Node {
         kind: &'static str,
         size: Option<usize>,
     },
-    /// Bytes holding a big decimal's digits and scale, read as text.
+    /// Bytes of a big decimal's digits, then its scale; not supported as a value.
     BigDecimal,
     /// A named type whose node is being compiled; replaced before the plan is used.
     Pending,
