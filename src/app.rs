@@ -11,7 +11,7 @@ use feedloop_connectors::delivery::engine::{Engine, EngineSettings};
 use feedloop_connectors::sink::console::Console;
 use feedloop_connectors::sink::webhook::{WebhookConfig, WebhookSink};
 use feedloop_connectors::sink::{deliver, DeliveryReport, JsonlFile, Sinks};
-use feedloop_connectors::source::file::LineReader;
+use feedloop_connectors::source::file;
 use feedloop_connectors::source::kafka::{self, KafkaConfig};
 use feedloop_connectors::source::{owned_by, FormatConfig};
 use feedloop_pipeline::{PartitionReader, ReaderFactory, RunCounts, RunOptions};
@@ -156,14 +156,14 @@ pub fn open_partitions(
             }
             match spec {
                 PartitionSpec::File { path, format } => {
-                    let reader = LineReader::open(path, format.clone())
+                    let reader = file::open(path, format.clone())
                         .with_context(|| format!("failed to open input {}", path.display()))?;
-                    slot.push(Box::new(reader));
+                    slot.push(reader);
                 }
                 PartitionSpec::Stdin { format } => {
-                    let reader = LineReader::stdin(format.clone())
-                        .context("failed to read standard input")?;
-                    slot.push(Box::new(reader));
+                    let reader =
+                        file::stdin(format.clone()).context("failed to read standard input")?;
+                    slot.push(reader);
                 }
                 PartitionSpec::Kafka { source, partition } => kafka_mine[*source].push(*partition),
             }

@@ -492,6 +492,65 @@ outputs:
         assert!(err.contains("unknown field `windw`"), "{err}");
     }
 
+    fn kafka_source(text: &str) -> KafkaConfig {
+        let config: Config = serde_norway::from_str(text).unwrap();
+        match config.sources.into_iter().next() {
+            Some(SourceConfig::Kafka(kafka)) => kafka,
+            other => panic!("unexpected source {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kafka_avro_settings_parse() {
+        let one = kafka_source(
+            "sources:\n  - kafka: {brokers: \"127.0.0.1:9092\", topic: t, format: avro, avro: {schema_ids: 3}}\n",
+        );
+        assert_eq!(one.format, FormatConfig::Avro);
+        let avro = one.avro.clone().unwrap();
+        assert_eq!(avro.schema_ids, Some(vec![3]));
+        assert_eq!(avro.schema, None);
+        assert!(one.payload_decoder().is_ok());
+
+        let many = kafka_source(
+            "sources:\n  - kafka: {brokers: \"127.0.0.1:9092\", topic: t, format: avro, avro: {schema: s.avsc, schema_ids: [1, 7]}}\n",
+        );
+        let avro = many.avro.unwrap();
+        assert_eq!(avro.schema_ids, Some(vec![1, 7]));
+        assert_eq!(avro.schema, Some(PathBuf::from("s.avsc")));
+
+        let err = serde_norway::from_str::<Config>(
+            "sources:\n  - kafka: {brokers: b, topic: t, format: avro, avro: {schema_ids: one}}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("a schema id or a list of schema ids, such as 1 or [1, 7]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_avro_format_parses() {
+        let config: Config =
+            serde_norway::from_str("sources: [{file: {paths: [a.avro], format: avro}}]\n").unwrap();
+        match &config.sources[0] {
+            SourceConfig::File { format, .. } => assert_eq!(*format, FormatConfig::Avro),
+            other => panic!("unexpected source {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kafka_avro_empty_ids_rejected() {
+        let kafka = kafka_source(
+            "sources:\n  - kafka: {brokers: b, topic: t, format: avro, avro: {schema_ids: []}}\n",
+        );
+        assert_eq!(
+            kafka.payload_decoder().unwrap_err(),
+            "Kafka source `t` has an empty avro.schema_ids, so it would reject every message; \
+             list the ids to accept, or remove the key to accept any id"
+        );
+    }
+
     #[test]
     fn parse_rejects_unknown_key() {
         let text = "sources: [{file: {paths: [a.log]}}]\noutput: {}\n";

@@ -45,10 +45,11 @@ enum Command {
     /// Decode log files and print each event as native JSON, one per line, for publishing to
     /// Kafka or checking a field mapping. Records that fail to decode are reported on stderr.
     Events {
-        /// Log files, plain or gzip; `-` reads stdin.
+        /// Log files or Avro container files, plain or gzip; `-` reads stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Input layout; `auto` detects JSON Lines or the combined log format per file.
+        /// Input layout; `auto` detects Avro container files, JSON Lines or the combined log
+        /// format per file.
         #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
         input_format: InputFormat,
     },
@@ -126,7 +127,7 @@ impl From<SeverityArg> for Severity {
 /// The arguments of `feedloop scan`.
 #[derive(clap::Args)]
 struct ScanArgs {
-    /// Log files, plain or gzip; `-` reads stdin.
+    /// Log files or Avro container files, plain or gzip; `-` reads stdin.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Rule files or folders to use instead of the shipped packs.
@@ -135,7 +136,8 @@ struct ScanArgs {
     /// Output: readable text, or one JSON finding per line on stdout (summary on stderr).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
-    /// Input layout; `auto` detects JSON Lines or the combined log format per file.
+    /// Input layout; `auto` detects Avro container files, JSON Lines or the combined log
+    /// format per file.
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
     input_format: InputFormat,
     /// Worker threads.
@@ -183,6 +185,7 @@ enum InputFormat {
     Auto,
     Combined,
     Json,
+    Avro,
 }
 
 impl From<InputFormat> for FormatConfig {
@@ -191,6 +194,7 @@ impl From<InputFormat> for FormatConfig {
             InputFormat::Auto => FormatConfig::Auto,
             InputFormat::Combined => FormatConfig::Combined,
             InputFormat::Json => FormatConfig::Json,
+            InputFormat::Avro => FormatConfig::Avro,
         }
     }
 }
@@ -331,6 +335,11 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
         }
     }
 
+    // A bad Avro schema file fails the run here, before any broker is contacted.
+    for kafka in &kafka_sources {
+        kafka.payload_decoder().map_err(anyhow::Error::msg)?;
+    }
+
     let lateness = config.time.allowed_lateness.as_millis();
     let options = RunOptions {
         workers,
@@ -376,7 +385,7 @@ fn run(config_path: PathBuf, workers: Option<usize>) -> anyhow::Result<ExitCode>
 }
 
 fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitCode> {
-    use feedloop_pipeline::{PartitionReader, ReadBatch, ReadStatus};
+    use feedloop_pipeline::{ReadBatch, ReadStatus};
 
     let readers = feedloop_connectors::source::file::open_all(files, &format)?;
     let stdout = std::io::stdout();

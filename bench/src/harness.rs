@@ -4,7 +4,8 @@
 //! [`Decoder`], which is the least work any scan of the file must do. Comparing `scan` against
 //! it shows what the dataflow, the rules and delivery cost on top of decoding. Both are timed
 //! as separate processes by wall clock, so both include process start, reading the file and,
-//! for `scan`, compiling the rules.
+//! for `scan`, compiling the rules. The same events are also written as an Avro container
+//! file, and its baseline decodes it with feedloop's container file reader.
 //!
 //! The events file is cached under a name that carries the generator version and every
 //! configuration value, next to a manifest written only after the file is complete. A file
@@ -20,8 +21,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use feedloop_connectors::decode::{Decoder, Format, JsonMapping};
+use feedloop_connectors::source::avro::MAGIC as AVRO_MAGIC;
+use feedloop_connectors::source::{file, FormatConfig};
+use feedloop_pipeline::{ReadBatch, ReadStatus};
 
 use crate::gen::{self, Generator, GeneratorConfig, GENERATOR_VERSION};
+use crate::scenario::avro::AvroFileWriter;
 
 /// Read buffer size of the baseline, the same as feedloop's file source.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -136,6 +141,35 @@ pub fn prepare_events(dir: &Path, config: &GeneratorConfig) -> io::Result<Events
     })
 }
 
+/// Returns the events of `events` as an Avro container file beside it, writing it unless an
+/// earlier run wrote it for the same, reused, events file.
+///
+/// The file is written under a `.partial` name and renamed once complete, so an existing file
+/// is a complete one.
+pub fn prepare_avro(events: &EventsFile, config: &GeneratorConfig) -> io::Result<PathBuf> {
+    let path = events.path.with_extension("avro");
+    if events.reused && path.is_file() {
+        return Ok(path);
+    }
+    let generator = Generator::new(config.clone())
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+    let partial = path.with_extension("avro.partial");
+    let output = BufWriter::new(File::create(&partial)?);
+    // The sync marker only has to be fixed for the same bytes on every run.
+    let mut marker = [0u8; 16];
+    marker[..8].copy_from_slice(&config.seed.to_le_bytes());
+    marker[8..].copy_from_slice(b"feedloop");
+    let mut writer = AvroFileWriter::new(output, marker).map_err(io::Error::other)?;
+    for generated in generator {
+        writer.append(&generated.event).map_err(io::Error::other)?;
+    }
+    let mut output = writer.finish().map_err(io::Error::other)?;
+    io::Write::flush(&mut output)?;
+    drop(output);
+    fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
 /// Reads the manifest of a cached file. Returns `None` when either file is missing or they
 /// do not match.
 fn read_manifest(manifest_path: &Path, path: &Path, config: &GeneratorConfig) -> Option<Manifest> {
@@ -156,8 +190,16 @@ pub struct DecodeCount {
     pub failed: u64,
 }
 
-/// Reads a JSON Lines file and decodes every non-blank line with the default JSON mapping.
+/// Decodes every record of a file: an Avro container file, recognised by its magic bytes,
+/// with feedloop's container file reader, and else every non-blank line as JSON with the
+/// default mapping.
 pub fn decode_file(path: &Path) -> io::Result<DecodeCount> {
+    let mut magic = [0u8; 4];
+    let is_avro =
+        io::Read::read_exact(&mut File::open(path)?, &mut magic).is_ok() && &magic == AVRO_MAGIC;
+    if is_avro {
+        return decode_avro_file(path);
+    }
     let decoder = Decoder::new(Format::Json(JsonMapping::default()));
     let mut input = BufReader::with_capacity(READ_BUFFER_BYTES, File::open(path)?);
     let mut line = Vec::with_capacity(1_024);
@@ -177,6 +219,28 @@ pub fn decode_file(path: &Path) -> io::Result<DecodeCount> {
         }
     }
     Ok(count)
+}
+
+/// Decodes every record of an Avro container file with feedloop's reader.
+fn decode_avro_file(path: &Path) -> io::Result<DecodeCount> {
+    let mut reader = file::open(path, FormatConfig::Avro)?;
+    let mut batch = ReadBatch::default();
+    let mut count = DecodeCount::default();
+    loop {
+        batch.events.clear();
+        batch.dead_letters.clear();
+        batch.records = 0;
+        let status = reader.read(1024, &mut batch);
+        count.records += batch.records;
+        count.decoded += batch.events.len() as u64;
+        count.failed += batch.dead_letters.len() as u64;
+        if let Some(failure) = batch.failure.take() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, failure));
+        }
+        if status == ReadStatus::Finished {
+            return Ok(count);
+        }
+    }
 }
 
 /// The timed runs of one command.
@@ -341,6 +405,17 @@ mod tests {
         assert_eq!(count.records, 200);
         assert_eq!(count.decoded, 200);
         assert_eq!(count.failed, 0);
+
+        let avro = prepare_avro(&third, &config).unwrap();
+        assert_eq!(avro, third.path.with_extension("avro"));
+        let count = decode_file(&avro).unwrap();
+        assert_eq!(count.records, 200);
+        assert_eq!(count.decoded, 200);
+        assert_eq!(count.failed, 0);
+        let reused = prepare_events(&dir, &config).unwrap();
+        let written = fs::metadata(&avro).unwrap().modified().unwrap();
+        assert_eq!(prepare_avro(&reused, &config).unwrap(), avro);
+        assert_eq!(fs::metadata(&avro).unwrap().modified().unwrap(), written);
 
         fs::remove_dir_all(&dir).unwrap();
     }

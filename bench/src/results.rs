@@ -9,6 +9,10 @@
 /// The heading of the section that `feedloop-bench latency` writes.
 pub const LATENCY_HEADING: &str = "## Finding latency";
 
+/// The heading of the KPI cost section, measured by hand and kept when the throughput
+/// benchmark writes the page anew.
+pub const KPI_COST_HEADING: &str = "## KPI cost";
+
 /// Returns the byte range of the section that starts with the line `heading`, if the page has
 /// one.
 pub fn section_range(page: &str, heading: &str) -> Option<std::ops::Range<usize>> {

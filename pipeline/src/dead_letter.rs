@@ -19,6 +19,10 @@ pub enum Position {
     Line(u64),
     /// Kafka partition and offset.
     Offset { partition: i32, offset: i64 },
+    /// 1-based block number in an Avro container file, and the 1-based number of the record
+    /// among those read from the file. A corrupt block counts as one record, because its
+    /// record count cannot be trusted, and its dead letter has that number.
+    Container { block: u64, record: u64 },
 }
 
 impl fmt::Display for Position {
@@ -28,6 +32,7 @@ impl fmt::Display for Position {
             Position::Offset { partition, offset } => {
                 write!(f, "partition {partition} offset {offset}")
             }
+            Position::Container { block, record } => write!(f, "block {block}, record {record}"),
         }
     }
 }
@@ -60,6 +65,10 @@ pub struct DeadLetter {
     pub raw: String,
     /// True when `raw` was cut.
     pub raw_truncated: bool,
+    /// The bytes of `raw` in standard base64, for binary records such as Avro, whose `raw`
+    /// text cannot give the bytes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
 }
 
 impl DeadLetter {
@@ -88,6 +97,7 @@ impl DeadLetter {
             error: error.into(),
             raw: text,
             raw_truncated: cut < raw.len(),
+            raw_base64: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Avro output: object container files, and single records in Confluent's wire format.
 //!
-//! The schema, `bench/schema/api-event.avsc`, mirrors feedloop's native JSON: the same field
+//! The schema is feedloop's own, `schema/api-event.avsc`, which mirrors its native JSON: the same field
 //! names, `time` as a `timestamp-millis` long, optional fields as unions with `null`, and
 //! `labels` and `headers` as maps of strings. Maps are written in the event's order, which is
 //! sorted by name, so one seed gives the same bytes.
@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use feedloop_rules::ApiEvent;
 
-/// The Avro schema of an event, as JSON.
-pub const SCHEMA_JSON: &str = include_str!("../../schema/api-event.avsc");
+/// The Avro schema of an event, as JSON: the one feedloop reads by default.
+pub const SCHEMA_JSON: &str = feedloop_connectors::decode::avro::API_EVENT_SCHEMA;
 
 /// The first byte of a message in Confluent's wire format.
 const CONFLUENT_MAGIC: u8 = 0;

@@ -318,7 +318,7 @@ impl JsonDecoder {
         // array of its fields in order.
         if self.native && record.first() == Some(&b'{') {
             let fields: RecordFields = serde_json::from_slice(record).map_err(invalid_json)?;
-            return build_event(fields, &self.mapping);
+            return build_event(fields, &self.mapping, Origin::Json);
         }
 
         let value: Value = serde_json::from_slice(record).map_err(invalid_json)?;
@@ -331,6 +331,7 @@ impl JsonDecoder {
         build_event(
             RecordFields::at_pointers(&value, &self.mapping),
             &self.mapping,
+            Origin::Json,
         )
     }
 }
@@ -404,44 +405,44 @@ fn describe_kind(value: &Value) -> &'static str {
 }
 
 /// The values a mapping points at in one record, before conversion.
-#[derive(Deserialize)]
-struct RecordFields<'a> {
+#[derive(Default, Deserialize)]
+pub(super) struct RecordFields<'a> {
     #[serde(borrow)]
-    time: Option<FieldValue<'a>>,
+    pub(super) time: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    service: Option<FieldValue<'a>>,
+    pub(super) service: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    method: Option<FieldValue<'a>>,
+    pub(super) method: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    route: Option<FieldValue<'a>>,
+    pub(super) route: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    path: Option<FieldValue<'a>>,
+    pub(super) path: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    query: Option<FieldValue<'a>>,
+    pub(super) query: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    status: Option<FieldValue<'a>>,
+    pub(super) status: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    latency_ms: Option<FieldValue<'a>>,
+    pub(super) latency_ms: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    request_bytes: Option<FieldValue<'a>>,
+    pub(super) request_bytes: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    response_bytes: Option<FieldValue<'a>>,
+    pub(super) response_bytes: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    client: Option<FieldValue<'a>>,
+    pub(super) client: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    principal: Option<FieldValue<'a>>,
+    pub(super) principal: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    user_agent: Option<FieldValue<'a>>,
+    pub(super) user_agent: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    referer: Option<FieldValue<'a>>,
+    pub(super) referer: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    trace_id: Option<FieldValue<'a>>,
+    pub(super) trace_id: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    labels: Option<FieldValue<'a>>,
+    pub(super) labels: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    headers: Option<FieldValue<'a>>,
+    pub(super) headers: Option<FieldValue<'a>>,
     #[serde(borrow)]
-    body: Option<FieldValue<'a>>,
+    pub(super) body: Option<FieldValue<'a>>,
 }
 
 impl<'a> RecordFields<'a> {
@@ -473,11 +474,14 @@ impl<'a> RecordFields<'a> {
 
 /// A JSON value found for one field, borrowing strings from the record where it can.
 #[derive(Debug)]
-enum FieldValue<'a> {
+pub(super) enum FieldValue<'a> {
     Null,
     Bool(bool),
     Unsigned(u64),
     Signed(i64),
+    /// A time in milliseconds since the Unix epoch, whatever the time format, from an Avro
+    /// timestamp. Anywhere else it counts as the integer.
+    EpochMillis(i64),
     Float(f64),
     Text(Cow<'a, str>),
     Array(Vec<FieldValue<'a>>),
@@ -581,47 +585,91 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldValueVisitor<'a> {
     }
 }
 
-/// A field's name and pointer, for error messages.
+/// A field's name and where its value came from, for error messages.
 #[derive(Clone, Copy)]
-struct Source<'m> {
+pub(super) struct Source<'m> {
     name: &'static str,
-    pointer: &'m JsonPointer,
+    /// The field's JSON pointer, or `None` for a field of an Avro record, which has the
+    /// field's own name.
+    pointer: Option<&'m JsonPointer>,
 }
 
 impl<'m> Source<'m> {
     fn new(name: &'static str, pointer: &'m JsonPointer) -> Source<'m> {
-        Source { name, pointer }
+        Source {
+            name,
+            pointer: Some(pointer),
+        }
+    }
+
+    /// Names the Avro record field `name`.
+    pub(super) fn avro(name: &'static str) -> Source<'static> {
+        Source {
+            name,
+            pointer: None,
+        }
+    }
+
+    /// Returns where the value was found, such as `at /ts` or ``in Avro field `time` ``.
+    fn place(self) -> String {
+        match self.pointer {
+            Some(pointer) => format!("at {pointer}"),
+            None => format!("in Avro field `{}`", self.name),
+        }
     }
 
     /// Builds the error for a value of the wrong kind or out of range.
-    fn invalid(self, value: &FieldValue, expected: &str) -> DecodeError {
-        let Source { name, pointer } = self;
+    pub(super) fn invalid(self, value: &FieldValue, expected: &str) -> DecodeError {
+        let name = self.name;
+        let place = self.place();
         let message = match value {
             FieldValue::Array(_) => {
-                format!("invalid {name} at {pointer}: expected {expected}, found an array")
+                format!("invalid {name} {place}: expected {expected}, found an array")
             }
             FieldValue::Object(_) => {
-                format!("invalid {name} at {pointer}: expected {expected}, found an object")
+                format!("invalid {name} {place}: expected {expected}, found an object")
             }
             FieldValue::Text(text) => {
                 let value_text = quote(text.as_bytes());
-                format!("invalid {name} {value_text} at {pointer}: expected {expected}")
+                format!("invalid {name} {value_text} {place}: expected {expected}")
             }
             // Debug writes 1e300 as such, where Display would write all 301 digits.
             FieldValue::Float(x) => {
-                format!("invalid {name} {x:?} at {pointer}: expected {expected}")
+                format!("invalid {name} {x:?} {place}: expected {expected}")
             }
             scalar => {
                 let value_text = scalar_text(scalar).unwrap_or_default();
-                format!("invalid {name} {value_text} at {pointer}: expected {expected}")
+                format!("invalid {name} {value_text} {place}: expected {expected}")
             }
         };
         DecodeError::new(message)
     }
 }
 
+/// The kind of record the values came from, which sets how errors name a field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A JSON record read through a mapping: errors give the field's pointer.
+    Json,
+    /// An Avro record, whose fields have feedloop's names: errors give the field name.
+    Avro,
+}
+
+impl Origin {
+    fn source<'m>(self, name: &'static str, pointer: &'m JsonPointer) -> Source<'m> {
+        match self {
+            Origin::Json => Source::new(name, pointer),
+            Origin::Avro => Source::avro(name),
+        }
+    }
+}
+
 /// Builds the event from the values found in one record.
-fn build_event(fields: RecordFields, mapping: &JsonMapping) -> Result<ApiEvent, DecodeError> {
+pub(super) fn build_event(
+    fields: RecordFields,
+    mapping: &JsonMapping,
+    origin: Origin,
+) -> Result<ApiEvent, DecodeError> {
     let RecordFields {
         time,
         service,
@@ -644,42 +692,42 @@ fn build_event(fields: RecordFields, mapping: &JsonMapping) -> Result<ApiEvent, 
     } = fields;
     let m = mapping;
 
-    let time_ms = read_time(time, Source::new("time", &m.time), m.time_format)?;
-    let request = read_request([method, route, path, query], m)?;
-    let latency_ms = read_float(latency_ms, Source::new("latency_ms", &m.latency_ms))?
+    let time_ms = read_time(time, origin.source("time", &m.time), m.time_format)?;
+    let request = read_request([method, route, path, query], m, origin)?;
+    let latency_ms = read_float(latency_ms, origin.source("latency_ms", &m.latency_ms))?
         .map(|latency| latency * m.latency_unit.milliseconds());
     let request_bytes = read_size(
         request_bytes,
-        Source::new("request_bytes", &m.request_bytes),
+        origin.source("request_bytes", &m.request_bytes),
     )?;
     let response_bytes = read_size(
         response_bytes,
-        Source::new("response_bytes", &m.response_bytes),
+        origin.source("response_bytes", &m.response_bytes),
     )?;
 
     Ok(ApiEvent {
         time_ms,
-        service: read_text(service, Source::new("service", &m.service))?.unwrap_or_default(),
+        service: read_text(service, origin.source("service", &m.service))?.unwrap_or_default(),
         method: request.method,
         route: request.route,
         path: request.path,
         query: request.query,
-        status: read_status(status, Source::new("status", &m.status))?,
+        status: read_status(status, origin.source("status", &m.status))?,
         latency_ms,
         request_bytes,
         response_bytes,
-        client: read_text(client, Source::new("client", &m.client))?.unwrap_or_default(),
-        principal: read_text(principal, Source::new("principal", &m.principal))?,
-        user_agent: read_text(user_agent, Source::new("user_agent", &m.user_agent))?,
-        referer: read_text(referer, Source::new("referer", &m.referer))?,
-        trace_id: read_text(trace_id, Source::new("trace_id", &m.trace_id))?,
-        labels: read_pairs(labels, Source::new("labels", &m.labels), PairKind::Labels)?,
+        client: read_text(client, origin.source("client", &m.client))?.unwrap_or_default(),
+        principal: read_text(principal, origin.source("principal", &m.principal))?,
+        user_agent: read_text(user_agent, origin.source("user_agent", &m.user_agent))?,
+        referer: read_text(referer, origin.source("referer", &m.referer))?,
+        trace_id: read_text(trace_id, origin.source("trace_id", &m.trace_id))?,
+        labels: read_pairs(labels, origin.source("labels", &m.labels), PairKind::Labels)?,
         headers: read_pairs(
             headers,
-            Source::new("headers", &m.headers),
+            origin.source("headers", &m.headers),
             PairKind::Headers,
         )?,
-        body: read_text(body, Source::new("body", &m.body))?,
+        body: read_text(body, origin.source("body", &m.body))?,
         problem: None,
     })
 }
@@ -696,14 +744,15 @@ struct Request {
 fn read_request(
     [method, route, path, query]: [Option<FieldValue>; 4],
     m: &JsonMapping,
+    origin: Origin,
 ) -> Result<Request, DecodeError> {
-    let method = read_text(method, Source::new("method", &m.method))?
+    let method = read_text(method, origin.source("method", &m.method))?
         .map(|method| method.to_ascii_uppercase())
         .unwrap_or_default();
 
-    let target = read_text(path, Source::new("path", &m.path))?;
+    let target = read_text(path, origin.source("path", &m.path))?;
     let (path, query_in_path) = split_target(target.as_deref().unwrap_or(""));
-    let query = match read_text(query, Source::new("query", &m.query))? {
+    let query = match read_text(query, origin.source("query", &m.query))? {
         Some(query) => {
             let query = query.strip_prefix('?').unwrap_or(&query);
             (!query.is_empty()).then(|| query.to_string())
@@ -711,8 +760,8 @@ fn read_request(
         None => query_in_path,
     };
 
-    let route =
-        read_text(route, Source::new("route", &m.route))?.unwrap_or_else(|| route::template(&path));
+    let route = read_text(route, origin.source("route", &m.route))?
+        .unwrap_or_else(|| route::template(&path));
     Ok(Request {
         method,
         route,
@@ -736,7 +785,7 @@ fn scalar_text(value: &FieldValue) -> Option<String> {
         FieldValue::Null => Some("null".to_string()),
         FieldValue::Bool(b) => Some(b.to_string()),
         FieldValue::Unsigned(n) => Some(n.to_string()),
-        FieldValue::Signed(n) => Some(n.to_string()),
+        FieldValue::Signed(n) | FieldValue::EpochMillis(n) => Some(n.to_string()),
         FieldValue::Float(x) => Some(x.to_string()),
         FieldValue::Text(text) => Some(text.to_string()),
         FieldValue::Array(_) | FieldValue::Object(_) => None,
@@ -758,6 +807,7 @@ fn read_text(value: Option<FieldValue>, source: Source) -> Result<Option<String>
 fn to_unsigned(value: &FieldValue) -> Option<u64> {
     match value {
         FieldValue::Unsigned(n) => Some(*n),
+        FieldValue::EpochMillis(n) => u64::try_from(*n).ok(),
         FieldValue::Float(x) if x.fract() == 0.0 && *x >= 0.0 && *x < u64::MAX as f64 => {
             Some(*x as u64)
         }
@@ -793,7 +843,7 @@ fn read_float(value: Option<FieldValue>, source: Source) -> Result<Option<f64>, 
     };
     let number = match &value {
         FieldValue::Unsigned(n) => Some(*n as f64),
-        FieldValue::Signed(n) => Some(*n as f64),
+        FieldValue::Signed(n) | FieldValue::EpochMillis(n) => Some(*n as f64),
         FieldValue::Float(x) => Some(*x),
         FieldValue::Text(text) => text.parse::<f64>().ok(),
         _ => None,
@@ -832,9 +882,9 @@ fn read_pairs(
         };
         let Some(text) = text else {
             return Err(DecodeError::new(format!(
-                "invalid {} at {}: member {} must be a string, number or boolean",
+                "invalid {} {}: member {} must be a string, number or boolean",
                 source.name,
-                source.pointer,
+                source.place(),
                 quote(name.as_bytes())
             )));
         };
@@ -867,12 +917,13 @@ fn read_time(
 ) -> Result<i64, DecodeError> {
     let Some(value) = present(value) else {
         return Err(DecodeError::new(format!(
-            "missing time at {}: every record needs an event time",
-            source.pointer
+            "missing time {}: every record needs an event time",
+            source.place()
         )));
     };
 
     let time_ms = match (format, &value) {
+        (_, FieldValue::EpochMillis(ms)) => Some(*ms).filter(|ms| ms.abs() <= MAX_EPOCH_MS),
         (TimeFormat::Auto, FieldValue::Text(text)) => parse_rfc3339(text)
             .or_else(|| parse_common_log_time(text))
             .or_else(|| epoch_ms(&value, EpochUnit::Auto)),

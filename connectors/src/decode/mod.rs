@@ -14,6 +14,7 @@
 //! `[time]`, and a combined log read as JSON is not an object. Use [`Format::detect`] on the
 //! first non-blank record when the configuration does not name the format.
 
+pub mod avro;
 mod combined;
 mod json;
 

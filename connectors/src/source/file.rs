@@ -1,7 +1,9 @@
-//! File and stdin sources: one partition per file, read line by line.
+//! File and stdin sources: one partition per file, read line by line, or block by block for
+//! Avro container files ([`super::avro`]).
 //!
 //! Gzip files are recognised by their magic bytes, not their name, and may hold several gzip
-//! members (as `cat a.gz b.gz` produces). Lines are split on `\n` only; invalid UTF-8 is left to
+//! members (as `cat a.gz b.gz` produces). So are Avro container files, when the format is
+//! `auto`. Lines are split on `\n` only; invalid UTF-8 is left to
 //! the decoder. Blank lines are skipped and not counted as records. An I/O error ends the
 //! partition and is logged with the file and line, because a half-read file cannot be resumed.
 
@@ -14,6 +16,7 @@ use flate2::read::MultiGzDecoder;
 use feedloop_pipeline::{DeadLetter, PartitionReader, Position, ReadBatch, ReadStatus, Reason};
 
 use crate::decode::{Decoder, Format};
+use crate::source::avro::{AvroFileReader, MAGIC as AVRO_MAGIC};
 use crate::source::FormatConfig;
 
 /// The maximum line length in bytes. Longer lines are dead-lettered with their first bytes.
@@ -199,15 +202,55 @@ fn ungzip(input: impl Read + Send + 'static) -> io::Result<Box<dyn BufRead + Sen
     }
 }
 
+/// Opens a file as a partition: an Avro container file with format `avro`, or with `auto`
+/// when it starts with the Avro magic bytes, and else a file of lines. Gzip is decompressed
+/// first either way.
+pub fn open(path: &Path, format: FormatConfig) -> io::Result<Box<dyn PartitionReader>> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory",
+        ));
+    }
+    reader(path.display().to_string(), ungzip(file)?, format)
+}
+
+/// Opens standard input as a partition, as [`open`] opens a file.
+pub fn stdin(format: FormatConfig) -> io::Result<Box<dyn PartitionReader>> {
+    reader("stdin".to_string(), ungzip(io::stdin())?, format)
+}
+
+/// Chooses the reader of a byte stream by its format and first bytes.
+fn reader(
+    name: String,
+    mut input: Box<dyn BufRead + Send>,
+    format: FormatConfig,
+) -> io::Result<Box<dyn PartitionReader>> {
+    let avro = match format {
+        FormatConfig::Avro => true,
+        FormatConfig::Auto => input.fill_buf()?.starts_with(AVRO_MAGIC),
+        _ => false,
+    };
+    if avro {
+        Ok(Box::new(AvroFileReader::new(name, input)?))
+    } else {
+        Ok(Box::new(LineReader::new(name, input, format)))
+    }
+}
+
 /// Opens each path (`-` for stdin) as one partition.
-pub fn open_all(paths: &[PathBuf], format: &FormatConfig) -> io::Result<Vec<LineReader>> {
+pub fn open_all(
+    paths: &[PathBuf],
+    format: &FormatConfig,
+) -> io::Result<Vec<Box<dyn PartitionReader>>> {
     paths
         .iter()
         .map(|path| {
             if path.as_os_str() == "-" {
-                LineReader::stdin(format.clone())
+                stdin(format.clone())
             } else {
-                LineReader::open(path, format.clone()).map_err(|err| {
+                open(path, format.clone()).map_err(|err| {
                     io::Error::new(
                         err.kind(),
                         format!("failed to open {}: {err}", path.display()),

@@ -20,6 +20,7 @@
 //! because tansu 0.6 answers that request with the base offset of the last record batch.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,13 +29,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use feedloop_pipeline::{DeadLetter, PartitionReader, Position, ReadBatch, ReadStatus, Reason};
-use feedloop_rules::HumanDuration;
+use feedloop_rules::{ApiEvent, HumanDuration};
 
-use crate::decode::{Decoder, Format, JsonMapping};
-use crate::source::FormatConfig;
+use crate::decode::avro::{api_event_schema, load_schema, ConfluentDecoder, RecordDecoder};
+use crate::decode::{DecodeError, Decoder, Format, JsonMapping};
+use crate::source::{binary_dead_letter, FormatConfig};
 
 /// Settings of a Kafka source.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,9 +49,13 @@ pub struct KafkaConfig {
     /// Consumer group id.
     #[serde(default = "default_group")]
     pub group_id: String,
-    /// Record layout; `auto` is read as JSON Lines with the default mapping.
+    /// Record layout; `auto` is read as JSON Lines with the default mapping, and `avro` as
+    /// Avro records in Confluent's wire format.
     #[serde(default)]
     pub format: FormatConfig,
+    /// The writer schema and schema ids of `format: avro`.
+    #[serde(default)]
+    pub avro: Option<AvroConfig>,
     /// The start position: `earliest`, `latest`, or `committed` (the group's offsets, else
     /// earliest).
     #[serde(default)]
@@ -63,6 +69,88 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties, such as `security.protocol`.
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Settings of Avro messages in Confluent's wire format.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvroConfig {
+    /// The writer schema file (`.avsc`) of every accepted message; omitted means feedloop's
+    /// own `schema/api-event.avsc`.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// The schema registry ids to accept, one or a list; omitted means any id. A message with
+    /// another id is dead-lettered.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub schema_ids: Option<Vec<u32>>,
+}
+
+/// Reads a number or a list of numbers.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u32>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a schema id or a list of schema ids, such as 1 or [1, 7]"
+    )]
+    enum OneOrMany {
+        One(u32),
+        Many(Vec<u32>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(id) => Some(vec![id]),
+        OneOrMany::Many(ids) => Some(ids),
+    })
+}
+
+/// The decoder of a Kafka source's message payloads.
+#[derive(Clone, Debug)]
+pub enum PayloadDecoder {
+    /// One record of text per message, as a line of a file.
+    Text(Decoder),
+    /// One Avro record in Confluent's wire format per message.
+    ConfluentAvro(Arc<ConfluentDecoder>),
+}
+
+impl KafkaConfig {
+    /// Builds the payload decoder, reading the Avro schema file for `format: avro`. The error
+    /// names the setting or file at fault.
+    pub fn payload_decoder(&self) -> Result<PayloadDecoder, String> {
+        let topic = &self.topic;
+        if self.format != FormatConfig::Avro {
+            if self.avro.is_some() {
+                return Err(format!(
+                    "Kafka source `{topic}` has `avro` settings but format {:?}; set `format: \
+                     avro` or remove `avro`",
+                    self.format
+                ));
+            }
+            let format = self
+                .format
+                .fixed()
+                .unwrap_or(Format::Json(JsonMapping::default()));
+            return Ok(PayloadDecoder::Text(Decoder::new(format)));
+        }
+
+        let avro = self.avro.clone().unwrap_or_default();
+        let (schema, schema_name) = match &avro.schema {
+            Some(path) => (load_schema(path)?, format!("schema {}", path.display())),
+            None => (
+                api_event_schema(),
+                "feedloop's schema/api-event.avsc".to_string(),
+            ),
+        };
+        let records = RecordDecoder::new(schema)
+            .map_err(|reason| format!("Avro {schema_name} cannot be read as events: {reason}"))?;
+        if avro.schema_ids.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!(
+                "Kafka source `{topic}` has an empty avro.schema_ids, so it would reject every \
+                 message; list the ids to accept, or remove the key to accept any id"
+            ));
+        }
+        Ok(PayloadDecoder::ConfluentAvro(Arc::new(
+            ConfluentDecoder::new(records, avro.schema_ids, schema_name),
+        )))
+    }
 }
 
 fn default_group() -> String {
@@ -99,6 +187,8 @@ pub enum KafkaSourceError {
     },
     #[error("topic `{topic}` was not found on {brokers}; create it or fix `topic`")]
     NoTopic { topic: String, brokers: String },
+    #[error("{reason}")]
+    Format { reason: String },
     #[error("failed to assign partitions of `{topic}`: {source}")]
     Assign {
         topic: String,
@@ -209,17 +299,16 @@ pub fn open(
         topic: config.topic.clone(),
         buffers: mine.iter().map(|p| (*p, Buffer::default())).collect(),
     }));
-    let format = config
-        .format
-        .fixed()
-        .unwrap_or(Format::Json(JsonMapping::default()));
+    let decoder = config
+        .payload_decoder()
+        .map_err(|reason| KafkaSourceError::Format { reason })?;
     Ok(mine
         .iter()
         .map(|&p| KafkaPartitionReader {
             name: format!("kafka:{}/{p}", config.topic),
             shared: shared.clone(),
             partition: p,
-            decoder: Decoder::new(format.clone()),
+            decoder: decoder.clone(),
             stop_at_end: config.stop_at_end,
             finished: false,
             caught_up_since: None,
@@ -328,7 +417,7 @@ pub struct KafkaPartitionReader {
     name: String,
     shared: Arc<Mutex<Shared>>,
     partition: i32,
-    decoder: Decoder,
+    decoder: PayloadDecoder,
     /// Finish at the first end of the log.
     stop_at_end: bool,
     finished: bool,
@@ -337,7 +426,30 @@ pub struct KafkaPartitionReader {
 }
 
 impl KafkaPartitionReader {
-    fn decode(&mut self, message: &OwnedMessage, batch: &mut ReadBatch) {
+    /// Decodes messages into the batch.
+    fn decode_all(&self, messages: &[OwnedMessage], batch: &mut ReadBatch) {
+        match &self.decoder {
+            PayloadDecoder::Text(decoder) => {
+                for message in messages {
+                    self.decode(message, batch, false, |payload| decoder.decode(payload));
+                }
+            }
+            PayloadDecoder::ConfluentAvro(decoder) => {
+                for message in messages {
+                    self.decode(message, batch, true, |payload| decoder.decode(payload));
+                }
+            }
+        }
+    }
+
+    /// Decodes one message. A `binary` payload's dead letter keeps its bytes in base64.
+    fn decode(
+        &self,
+        message: &OwnedMessage,
+        batch: &mut ReadBatch,
+        binary: bool,
+        decode: impl FnOnce(&[u8]) -> Result<ApiEvent, DecodeError>,
+    ) {
         batch.records += 1;
         let offset = message.offset();
         let position = Position::Offset {
@@ -345,8 +457,14 @@ impl KafkaPartitionReader {
             offset,
         };
         let payload = message.payload().unwrap_or_default();
-        match self.decoder.decode(payload) {
+        match decode(payload) {
             Ok(event) => batch.events.push((event, position)),
+            Err(err) if binary => batch.dead_letters.push(binary_dead_letter(
+                &self.name,
+                position,
+                err.to_string(),
+                payload,
+            )),
             Err(err) => batch.dead_letters.push(DeadLetter::new(
                 &self.name,
                 position,
@@ -373,7 +491,7 @@ impl PartitionReader for KafkaPartitionReader {
             .expect("no reader panics while holding the consumer");
         shared.pump(self.partition, max, Duration::from_millis(10));
 
-        let mut taken = 0;
+        let taken;
         let at_end;
         {
             let buffer = shared
@@ -385,10 +503,8 @@ impl PartitionReader for KafkaPartitionReader {
                 .drain(..buffer.messages.len().min(max))
                 .collect();
             at_end = buffer.at_end && buffer.messages.is_empty();
-            for message in &messages {
-                taken += 1;
-                self.decode(message, batch);
-            }
+            taken = messages.len();
+            self.decode_all(&messages, batch);
         }
         shared.resume_if_drained(self.partition);
         drop(shared);
