@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use feedloop_connectors::sink::console::{printable, Console};
+use feedloop_connectors::delivery::render::clean;
+use feedloop_connectors::sink::console::Console;
 use feedloop_connectors::source::FormatConfig;
 use feedloop_pipeline::RunOptions;
 use feedloop_rules::{HumanDuration, RuleSet, Severity};
@@ -404,7 +405,7 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
             for letter in &batch.dead_letters {
                 failed += 1;
                 let line = format!("{} {}: {}", letter.source, letter.position, letter.error);
-                eprintln!("{}", printable(&line));
+                eprintln!("{}", clean(&line));
             }
             if status == ReadStatus::Finished {
                 break;

@@ -205,12 +205,13 @@ fn far_future_time_does_not_blind_rules() {
 fn console_escapes_control_characters() {
     let dir = common::temp_dir("escape");
     let log = dir.join("events.jsonl");
-    let line = r#"{"time": 1700000000000, "client": "198.51.100.1", "method": "GET", "path": "/wp-login.php\n[final] CRITICAL fake\u001b[2J", "status": 404}"#;
+    let line = r#"{"time": 1700000000000, "client": "198.51.100.1", "method": "GET", "path": "/wp-login.php\u2066\n[final] CRITICAL fake\u001b[2J", "status": 404}"#;
     std::fs::write(&log, format!("{line}\n")).unwrap();
     let output = common::feedloop(&["scan", log.to_str().unwrap()]);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(!stdout.contains('\u{2066}'), "{stdout}");
     assert!(
         !stdout
             .lines()
@@ -218,7 +219,7 @@ fn console_escapes_control_characters() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(r"\n[final] CRITICAL fake\u{1b}[2J"),
+        stdout.contains(r"/wp-login.php\u{2066}\u{a}[final] CRITICAL fake\u{1b}[2J"),
         "{stdout}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -187,26 +187,44 @@ fn field_value(notice: &Notice, field: &str) -> Result<String, String> {
     Ok(value)
 }
 
-/// Returns the text with control characters and bidirectional overrides written as `\u{..}`
+/// Returns the text with control and invisible formatting characters written as `\u{..}`
 /// escapes. Values from traffic (paths, user agents, service names) pass through here before
-/// they reach a title, a message or a terminal, so they cannot forge lines or reorder text.
+/// they reach a title, a message or a terminal, so they cannot forge lines, reorder text or
+/// hide characters.
 pub fn clean(text: &str) -> String {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(unsafe_char) {
+    if !text.chars().any(is_unsafe_char) {
         return text.to_string();
     }
     text.chars()
         .map(|c| {
-            if unsafe_char(c) {
+            if is_unsafe_char(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Returns whether a character acts on the text around it without showing itself: a control
+/// character, a bidirectional mark, embedding, override or isolate, a zero-width character,
+/// or a line or paragraph separator.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            // Soft hyphen, Arabic letter mark, Mongolian vowel separator.
+            '\u{ad}' | '\u{61c}' | '\u{180e}'
+            // Zero-width space, non-joiner and joiner, left-to-right and right-to-left marks.
+            | '\u{200b}'..='\u{200f}'
+            // Line and paragraph separators, bidirectional embeddings and overrides.
+            | '\u{2028}'..='\u{202e}'
+            // Word joiner, invisible operators, bidirectional isolates, deprecated format
+            // characters.
+            | '\u{2060}'..='\u{206f}'
+            // Zero-width no-break space (byte order mark).
+            | '\u{feff}'
+        )
 }
 
 /// Returns a finding's group as `field=value, ...`, or `all` for a rule without `group_by`.
@@ -835,10 +853,14 @@ mod tests {
 
     #[test]
     fn clean_escapes_control_and_bidi_characters() {
-        assert_eq!(clean("plain /login"), "plain /login");
+        assert_eq!(clean("plain /login é"), "plain /login é");
         assert_eq!(
             clean("a\nb\u{1b}[31m\u{202e}c"),
             "a\\u{a}b\\u{1b}[31m\\u{202e}c"
+        );
+        assert_eq!(
+            clean("\u{2066}x\u{2069}\u{200b}y\u{200d}\u{2028}z\u{feff}\u{ad}"),
+            "\\u{2066}x\\u{2069}\\u{200b}y\\u{200d}\\u{2028}z\\u{feff}\\u{ad}"
         );
     }
 

@@ -7,6 +7,7 @@ use feedloop_pipeline::{Finding, Impact, Phase, RunCounts};
 
 use super::DeliveryReport;
 use crate::delivery::engine::EngineReport;
+use crate::delivery::render::clean;
 
 /// Formats findings and summaries for a terminal.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +67,7 @@ impl Console {
         if let Some(line) = finding.impact.as_ref().and_then(impact_line) {
             lines.push(line);
         }
-        let lines: Vec<String> = lines.iter().map(|line| printable(line)).collect();
+        let lines: Vec<String> = lines.iter().map(|line| clean(line)).collect();
         let mut text = lines.join("\n        ");
         text.push('\n');
         text
@@ -139,7 +140,7 @@ impl Console {
                     letter.position,
                     cut(&letter.error, 160)
                 );
-                let _ = writeln!(text, "    {}", printable(&line));
+                let _ = writeln!(text, "    {}", clean(&line));
             }
         }
         for hook in &report.webhooks {
@@ -150,7 +151,7 @@ impl Console {
             );
         }
         for error in report.write_errors.iter().chain(&report.input_errors) {
-            let _ = writeln!(text, "  error: {}", printable(error));
+            let _ = writeln!(text, "  error: {}", clean(error));
         }
         text
     }
@@ -361,12 +362,12 @@ fn delivery_text(text: &mut String, delivery: &EngineReport) {
                 text,
                 "    {}: gave up for this run: {}",
                 r.name,
-                printable(reason)
+                clean(reason)
             );
         }
     }
     for error in &delivery.store_errors {
-        let _ = writeln!(text, "  error: {}", printable(error));
+        let _ = writeln!(text, "  error: {}", clean(error));
     }
 }
 
@@ -411,23 +412,6 @@ fn measure_text(finding: &Finding) -> String {
     events(finding.count)
 }
 
-/// Escapes control characters, so log data cannot move the cursor, clear the screen or fake a
-/// line of output.
-pub fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 fn cut(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
@@ -435,17 +419,6 @@ fn cut(text: &str, max_chars: usize) -> String {
     let mut out: String = text.chars().take(max_chars).collect();
     out.push('…');
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn printable_escapes_control_characters() {
-        assert_eq!(printable("/a\u{1b}[2J\nfake"), "/a\\u{1b}[2J\\nfake");
-        assert_eq!(printable("plain é"), "plain é");
-    }
 }
 
 #[cfg(test)]
@@ -466,6 +439,47 @@ mod impact_tests {
                 "correlation": {"windows": 30}, "series": []}]
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn finding_text_escapes_hidden_characters() {
+        let mut finding: Finding = serde_json::from_value(serde_json::json!({
+            "rule_id": "auth-failure-burst", "title": "Failed logins\u{200b}",
+            "fingerprint": "0123456789abcdef0123456789abcdef", "phase": "final",
+            "kind": "threshold", "severity": "high", "stages": [], "tags": [],
+            "service": "accounts\u{200b}", "group": {"client": "203.0.113.9\u{202e}"},
+            "window": {"start": "2025-06-02T08:40:00Z", "end": "2025-06-02T08:45:00Z"},
+            "condition": "count >= 20", "count": 20,
+            "first_seen": "2025-06-02T08:40:06.054Z", "last_seen": "2025-06-02T08:44:00.000Z",
+            "evidence": [{"time": "2025-06-02T08:40:06.054Z", "method": "POST",
+                "path": "/lo\u{2066}gin\n[final] fake", "status": 401,
+                "client": "203.0.113.9\u{202e}"}]
+        }))
+        .unwrap();
+        let change = serde_json::json!({"error_4xx_rate": {"absolute": 0.1667}});
+        let mut impact = impact(change, serde_json::Value::Null);
+        impact.routes[0].route = "POST /lo\u{2066}gin\u{200b}".to_string();
+        finding.impact = Some(impact);
+
+        let text = Console::default().finding_text(&finding);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[0],
+            "[final] HIGH     auth-failure-burst  client=203.0.113.9\\u{202e}  2025-06-02T08:40:00Z .. 2025-06-02T08:45:00Z"
+        );
+        assert_eq!(
+            lines[1],
+            "        Failed logins\\u{200b}: 20 events (count >= 20)"
+        );
+        assert_eq!(
+            lines[2],
+            "        e.g. 2025-06-02T08:40:06.054Z 203.0.113.9\\u{202e} POST /lo\\u{2066}gin\\u{a}[final] fake -> 401"
+        );
+        assert_eq!(
+            lines[3],
+            "        impact: on POST /lo\\u{2066}gin\\u{200b} during the finding, 4xx rate 0% to 17%"
+        );
     }
 
     #[test]
