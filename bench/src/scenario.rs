@@ -33,6 +33,7 @@ use std::fmt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use feedloop_connectors::delivery::render::clean;
 use feedloop_rules::ApiEvent;
 
 pub use labels::{read_labels, write_labels, Effects, Label};
@@ -229,38 +230,52 @@ fn attacker_requests_per_minute(scenario: &Scenario) -> f64 {
 pub struct InvalidScenario {
     field: &'static str,
     value: String,
+    /// The name of the plan's scenario the value belongs to, if any.
+    scenario: Option<String>,
     expected: String,
 }
 
 impl InvalidScenario {
     fn new(field: &'static str, value: String, expected: impl Into<String>) -> InvalidScenario {
-        // Values can come from a plan file or the command line; escape what a terminal would
-        // act on.
-        let value = value
-            .chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect();
         InvalidScenario {
             field,
             value,
+            scenario: None,
             expected: expected.into(),
         }
+    }
+
+    /// Returns the error for a value of the plan's scenario `scenario`.
+    fn of_scenario(
+        field: &'static str,
+        value: String,
+        scenario: &str,
+        expected: impl Into<String>,
+    ) -> InvalidScenario {
+        InvalidScenario {
+            scenario: Some(scenario.to_string()),
+            ..InvalidScenario::new(field, value, expected)
+        }
+    }
+}
+
+/// Returns a value for an error message: escaped by [`clean`], because it can come from a plan
+/// file or the command line, and quoted when empty so that the message still shows it.
+fn shown(value: &str) -> String {
+    if value.is_empty() {
+        "\"\"".to_string()
+    } else {
+        clean(value)
     }
 }
 
 impl fmt::Display for InvalidScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {} {}: {}",
-            self.field, self.value, self.expected
-        )
+        write!(f, "invalid {} {}", self.field, shown(&self.value))?;
+        if let Some(scenario) = &self.scenario {
+            write!(f, " of {}", shown(scenario))?;
+        }
+        write!(f, ": {}", self.expected)
     }
 }
 

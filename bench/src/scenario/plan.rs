@@ -256,9 +256,10 @@ impl Plan {
                     ));
                 }
                 if other.route() == scenario.route() && overlaps(other, scenario) {
-                    return Err(InvalidScenario::new(
+                    return Err(InvalidScenario::of_scenario(
                         "start_offset_s",
-                        format!("{} of {}", scenario.start_offset_s(), scenario.name()),
+                        scenario.start_offset_s().to_string(),
+                        scenario.name(),
                         format!(
                             "{} and {} overlap on {} {}; move one so that each route has one \
                              known effect at a time",
@@ -440,11 +441,7 @@ fn knob(
     value: impl ToString,
     expected: impl Into<String>,
 ) -> InvalidScenario {
-    InvalidScenario::new(
-        field,
-        format!("{} of {scenario}", value.to_string()),
-        expected,
-    )
+    InvalidScenario::of_scenario(field, value.to_string(), scenario, expected)
 }
 
 fn check_count(

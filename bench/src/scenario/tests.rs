@@ -1245,4 +1245,34 @@ fn invalid_values_are_escaped() {
         err.to_string(),
         "invalid scenarios x\\u{1b}[31mRED: expected a name"
     );
+    let err = InvalidScenario::of_scenario(
+        "duration_s",
+        "6000000".to_string(),
+        "a\u{202e}b\u{200b}",
+        "expected less",
+    );
+    assert_eq!(
+        err.to_string(),
+        "invalid duration_s 6000000 of a\\u{202e}b\\u{200b}: expected less"
+    );
+}
+
+#[test]
+fn invalid_empty_values_are_quoted() {
+    let mut config = ScenarioConfig::default();
+    edit_regression(&mut config, |r| r.route = String::new());
+    let error = config.plan.validate(14_400).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "invalid route \"\" of deploy-regression: expected one of GET /api/products, "
+        ),
+        "{error}"
+    );
+
+    let mut config = ScenarioConfig::default();
+    edit_regression(&mut config, |r| r.name = String::new());
+    assert_eq!(
+        config.plan.validate(14_400).unwrap_err().to_string(),
+        "invalid name \"\": expected a name such as credential-stuffing"
+    );
 }

@@ -14,6 +14,7 @@ use chrono::DateTime;
 use clap::{Parser, Subcommand};
 
 use feedloop_bench::gen::{write_jsonl, Generator, GeneratorConfig, WriteSummary};
+use feedloop_connectors::delivery::render::clean;
 
 /// Writes seeded, reproducible API events with a share of attack traffic, one JSON object per
 /// line. The same options always produce the same bytes.
@@ -70,10 +71,16 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_message(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Returns an error's message with its causes, escaped by [`clean`] because it can quote a
+/// plan file, such as serde's unknown field names.
+fn error_message(err: &anyhow::Error) -> String {
+    clean(&format!("{err:#}"))
 }
 
 fn generate(args: Args) -> anyhow::Result<()> {
@@ -126,4 +133,39 @@ pub(crate) fn parse_start(text: &str) -> Result<i64, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.timestamp_millis())
         .map_err(|err| format!("invalid start time {text:?}: {err}; expected RFC 3339 such as 2025-06-02T08:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_escapes_plan_text() {
+        let dir = std::env::temp_dir().join(format!("feedloop-gen-error-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = dir.join("plan.json");
+        std::fs::write(&plan, "{\"scenarios\": [], \"x\u{202e}y\": 1}").unwrap();
+        let cli = Cli::try_parse_from([
+            "feedloop-gen".as_ref(),
+            "scenario".as_ref(),
+            "--plan".as_ref(),
+            plan.as_os_str(),
+            "--out".as_ref(),
+            dir.as_os_str(),
+        ])
+        .unwrap();
+        let Some(Command::Scenario(args)) = cli.command else {
+            panic!("the arguments name the scenario subcommand");
+        };
+
+        let err = scenario::run(args).unwrap_err();
+        assert_eq!(
+            error_message(&err),
+            format!(
+                "invalid plan {}: unknown field `x\\u{{202e}}y`, expected `scenarios` at line 1 column 25",
+                plan.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
