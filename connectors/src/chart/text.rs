@@ -6,6 +6,7 @@ use feedloop_pipeline::finding::format_seconds;
 use feedloop_pipeline::impact::RouteImpact;
 
 use super::{format_value, format_window, Series, Window};
+use crate::delivery::render::clean;
 
 /// The eight levels of a sparkline, lowest first.
 const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -44,20 +45,20 @@ pub fn sparkline(values: &[Option<f64>]) -> String {
 /// follow, each with its range and unit, and a last row marks the finding's windows with `^`.
 ///
 /// A series longer than [`MAX_TEXT_COLUMNS`] windows is shown in buckets, each column the
-/// maximum of its windows. The service and route come from traffic and are not escaped, so a
-/// caller escapes the lines for its medium.
+/// maximum of its windows. The service and route come from traffic, so they are escaped by
+/// [`clean`]: a newline in them cannot split the first line or fake a chart row. Characters
+/// that a medium reserves, such as backticks, are the caller's to escape.
 pub fn text_chart(route: &RouteImpact) -> String {
     let series = Series::from_route(route);
+    let name = format!("{} on {}", clean(&route.route), clean(&route.service));
     let (Some(first), Some(last)) = (series.windows.first(), series.windows.last()) else {
-        return format!("{} on {}: no KPI windows", route.route, route.service);
+        return format!("{name}: no KPI windows");
     };
     let columns = bucket(&series.windows);
     let per_column = series.windows.len().div_ceil(columns.len());
 
     let mut out = format!(
-        "{} on {}: {} of {}, {} to {}",
-        route.route,
-        route.service,
+        "{name}: {} of {}, {} to {}",
         count(series.windows.len(), "window"),
         format_window(series.window_ms),
         format_seconds(first.start_ms),
@@ -218,6 +219,25 @@ mod tests {
         assert_eq!(
             text_chart(&route),
             "POST /login on accounts: no KPI windows"
+        );
+    }
+
+    #[test]
+    fn text_chart_escapes_route_and_service() {
+        let mut route = route_with(&[(0, Some(120.0), 0.01, false), (3, Some(130.0), 0.0, true)]);
+        route.route = "POST /a\nmatches ▁█ fake\u{202e}".to_string();
+        route.service = "acc\nounts".to_string();
+        let chart = text_chart(&route);
+        let lines: Vec<&str> = chart.lines().collect();
+        assert_eq!(lines.len(), 5, "{chart}");
+        assert_eq!(
+            lines[0],
+            "POST /a\\u{a}matches ▁█ fake\\u{202e} on acc\\u{a}ounts: 2 windows of 1m, 2026-12-04T10:00:00Z to 2026-12-04T10:02:00Z"
+        );
+        route.series.clear();
+        assert_eq!(
+            text_chart(&route),
+            "POST /a\\u{a}matches ▁█ fake\\u{202e} on acc\\u{a}ounts: no KPI windows"
         );
     }
 

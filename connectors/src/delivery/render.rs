@@ -883,7 +883,7 @@ mod tests {
     #[test]
     fn impact_text_cleans_and_counts_routes() {
         let mut hostile = crate::chart::tests::attack_route();
-        hostile.route = format!("/a`b\u{202e}c/{}", "p".repeat(400));
+        hostile.route = format!("/a`b\u{202e}c\nmatches ▁█/{}", "p".repeat(400));
         let mut finding = finding();
         assert_eq!(impact_text(&finding, IMPACT_MAX_ROUTES), None);
         finding.impact = Some(feedloop_pipeline::Impact {
@@ -895,7 +895,11 @@ mod tests {
 
         let text = impact_text(&finding, 1).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("/a'b\\u{202e}c/ppp"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("/a'b\\u{202e}c\\u{a}matches ▁█/ppp"),
+            "{}",
+            lines[0]
+        );
         assert_eq!(lines[0].chars().count(), IMPACT_LINE_MAX_CHARS);
         assert_eq!(lines[5], "");
         assert_eq!(lines[6], "(1 more affected route not shown)");
