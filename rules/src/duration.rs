@@ -51,6 +51,9 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
+        if ms == 0 {
+            return write!(f, "0s");
+        }
         let units = [
             (86_400_000, "d"),
             (3_600_000, "h"),
@@ -104,5 +107,6 @@ mod tests {
         assert_eq!(HumanDuration(300_000).to_string(), "5m");
         assert_eq!(HumanDuration(90_000).to_string(), "90s");
         assert_eq!(HumanDuration(1_500).to_string(), "1500ms");
+        assert_eq!(HumanDuration(0).to_string(), "0s");
     }
 }

@@ -885,7 +885,7 @@ mod tests {
             ("url: http://127.0.0.1:9093\ngenerator_url: findings\n", "alertmanager receiver `am`: generator_url: invalid URL `findings`: use an http:// or https:// URL with a host"),
             ("url: http://127.0.0.1:9093\nlabels: {severity: x}\n", "alertmanager receiver `am`: labels: label `severity` is set by the receiver; choose another name, such as `team`"),
             ("url: http://127.0.0.1:9093\nlabels: {team-name: x}\n", "alertmanager receiver `am`: labels: invalid label name `team-name`: use letters, digits and `_`, not starting with a digit or `__`, such as `team_name`"),
-            ("url: http://127.0.0.1:9093\nopen_for: 0s\n", "alertmanager receiver `am`: open_for: invalid duration 0ms: use more than 0 and at most 365d, such as 1d"),
+            ("url: http://127.0.0.1:9093\nopen_for: 0s\n", "alertmanager receiver `am`: open_for: invalid duration 0s: use more than 0 and at most 365d, such as 1d"),
             ("url: http://127.0.0.1:9093\ntimeout: 0s\n", "alertmanager receiver `am`: timeout: invalid duration 0: use at least 1ms, such as 10s"),
             ("url: http://127.0.0.1:9093\nmax_description_chars: 0\n", "alertmanager receiver `am`: max_description_chars: invalid length 0: use at least 1"),
             ("url: http://127.0.0.1:9093\nbearer_token: t\nbasic_auth: {username: a, password: b}\n", "alertmanager receiver `am`: bearer_token: set either `basic_auth` or `bearer_token`, not both"),

@@ -568,7 +568,7 @@ mod tests {
         let cases = [
             ("brokers: \"\"\ntopic: t\n".to_string(), "kafka receiver `k`: brokers: missing: list bootstrap servers, such as `127.0.0.1:9092`".to_string()),
             (format!("brokers: {address}\ntopic: \" \"\n"), "kafka receiver `k`: topic: missing: name the findings topic, such as `findings`".to_string()),
-            (format!("brokers: {address}\ntopic: t\ntimeout: 0s\n"), "kafka receiver `k`: timeout: invalid duration 0ms: use more than 0 and at most 24d, such as 30s".to_string()),
+            (format!("brokers: {address}\ntopic: t\ntimeout: 0s\n"), "kafka receiver `k`: timeout: invalid duration 0s: use more than 0 and at most 24d, such as 30s".to_string()),
             (format!("brokers: {address}\ntopic: t\nproperties: {{enable.idempotence: \"false\"}}\n"), "kafka receiver `k`: properties: `enable.idempotence` is set by the receiver; remove it, because the receiver always enables it".to_string()),
             (format!("brokers: {address}\ntopic: t\nproperties: {{message.timeout.ms: \"5\"}}\n"), "kafka receiver `k`: properties: `message.timeout.ms` is set by the receiver; set `timeout` instead".to_string()),
         ];
