@@ -123,44 +123,39 @@ impl Default for KpiConfig {
     }
 }
 
+/// The largest value that `kpi.baseline_windows` and `kpi.correlation_windows` accept.
+pub const MAX_KPI_WINDOWS: usize = 10_000;
+
+/// The largest value that `kpi.max_routes` accepts. Each reported route carries a series of
+/// `correlation_windows` points, so the limit bounds the size of a finding.
+pub const MAX_IMPACT_ROUTES: usize = 100;
+
+/// Checks a KPI window size against its range, 1s to 1d, and returns the range to use when it
+/// is out of it.
+pub fn check_kpi_window(window: HumanDuration) -> Result<(), String> {
+    if (1_000..=86_400_000).contains(&window.as_millis()) {
+        Ok(())
+    } else {
+        Err("use 1s to 1d, such as 1m".to_string())
+    }
+}
+
 impl KpiConfig {
-    /// Returns the checked options.
+    /// Returns the checked options. An error names the first invalid key and its value.
     pub fn options(&self) -> anyhow::Result<feedloop_pipeline::kpi::KpiOptions> {
-        if self.window.as_millis() < 1_000 {
+        if let Err(range) = check_kpi_window(self.window) {
+            anyhow::bail!("invalid kpi.window {}: {range}", self.window);
+        }
+        if self.baseline_windows > MAX_KPI_WINDOWS {
             anyhow::bail!(
-                "invalid kpi.window {}: use at least 1s, such as 1m",
-                self.window
+                "invalid kpi.baseline_windows {}: use 0 to {MAX_KPI_WINDOWS}, such as 30",
+                self.baseline_windows
             );
         }
-        if !(0.0001..=0.1).contains(&self.relative_error) {
+        if !(1..=MAX_KPI_WINDOWS).contains(&self.correlation_windows) {
             anyhow::bail!(
-                "invalid kpi.relative_error {}: use 0.0001 to 0.1, such as 0.01 for 1%",
-                self.relative_error
-            );
-        }
-        if self.window.as_millis() > 86_400_000 {
-            anyhow::bail!(
-                "invalid kpi.window {}: use at most 1d, such as 1m",
-                self.window
-            );
-        }
-        for (name, value) in [
-            ("baseline_windows", self.baseline_windows),
-            ("correlation_windows", self.correlation_windows),
-        ] {
-            if value > 10_000 {
-                anyhow::bail!("invalid kpi.{name} {value}: use at most 10000");
-            }
-        }
-        if self.max_other_routes > feedloop_pipeline::kpi::OTHER_ROUTES_CHECKED {
-            anyhow::bail!(
-                "invalid kpi.max_other_routes {}: use at most 20, the routes checked per finding, or 0 to turn the check off",
-                self.max_other_routes
-            );
-        }
-        if self.correlation_windows == 0 || self.max_routes == 0 || self.max_tracked_routes == 0 {
-            anyhow::bail!(
-                "invalid kpi settings: correlation_windows, max_routes and max_tracked_routes must be at least 1"
+                "invalid kpi.correlation_windows {}: use 1 to {MAX_KPI_WINDOWS}, such as 30",
+                self.correlation_windows
             );
         }
         if self.min_correlation_windows > self.correlation_windows {
@@ -175,6 +170,28 @@ impl KpiConfig {
                 "invalid kpi.min_correlation_windows {}: use at least 3",
                 self.min_correlation_windows
             );
+        }
+        if !(0.0001..=0.1).contains(&self.relative_error) {
+            anyhow::bail!(
+                "invalid kpi.relative_error {}: use 0.0001 to 0.1, such as 0.01 for 1%",
+                self.relative_error
+            );
+        }
+        if !(1..=MAX_IMPACT_ROUTES).contains(&self.max_routes) {
+            anyhow::bail!(
+                "invalid kpi.max_routes {}: use 1 to {MAX_IMPACT_ROUTES}, such as 3",
+                self.max_routes
+            );
+        }
+        if self.max_other_routes > feedloop_pipeline::kpi::OTHER_ROUTES_CHECKED {
+            anyhow::bail!(
+                "invalid kpi.max_other_routes {}: use at most {}, the routes checked per finding, or 0 to turn the check off",
+                self.max_other_routes,
+                feedloop_pipeline::kpi::OTHER_ROUTES_CHECKED
+            );
+        }
+        if self.max_tracked_routes == 0 {
+            anyhow::bail!("invalid kpi.max_tracked_routes 0: use at least 1, such as 20000");
         }
         Ok(feedloop_pipeline::kpi::KpiOptions {
             enabled: self.enabled,
@@ -462,24 +479,6 @@ outputs:
         assert_eq!(options.horizon_windows, 30);
         assert_eq!(options.relative_error, 0.02);
         let mut bad = config.kpi.clone();
-        bad.relative_error = 0.5;
-        assert_eq!(
-            bad.options().unwrap_err().to_string(),
-            "invalid kpi.relative_error 0.5: use 0.0001 to 0.1, such as 0.01 for 1%"
-        );
-        let mut bad = config.kpi.clone();
-        bad.window = HumanDuration(10);
-        assert_eq!(
-            bad.options().unwrap_err().to_string(),
-            "invalid kpi.window 10ms: use at least 1s, such as 1m"
-        );
-        let mut bad = config.kpi.clone();
-        bad.baseline_windows = 1_000_000_000_000;
-        assert_eq!(
-            bad.options().unwrap_err().to_string(),
-            "invalid kpi.baseline_windows 1000000000000: use at most 10000"
-        );
-        let mut bad = config.kpi.clone();
         bad.min_correlation_windows = 100;
         assert!(bad.options().unwrap_err().to_string().starts_with(
             "invalid kpi.min_correlation_windows 100: it exceeds correlation_windows 30"
@@ -549,6 +548,73 @@ outputs:
             "Kafka source `t` has an empty avro.schema_ids, so it would reject every message; \
              list the ids to accept, or remove the key to accept any id"
         );
+    }
+
+    #[test]
+    fn kpi_errors_name_one_key() {
+        let cases = [
+            ("window: 0s", "invalid kpi.window 0s: use 1s to 1d, such as 1m"),
+            ("window: 10ms", "invalid kpi.window 10ms: use 1s to 1d, such as 1m"),
+            ("window: 2d", "invalid kpi.window 2d: use 1s to 1d, such as 1m"),
+            (
+                "baseline_windows: 10001",
+                "invalid kpi.baseline_windows 10001: use 0 to 10000, such as 30",
+            ),
+            (
+                "correlation_windows: 0",
+                "invalid kpi.correlation_windows 0: use 1 to 10000, such as 30",
+            ),
+            (
+                "correlation_windows: 10001",
+                "invalid kpi.correlation_windows 10001: use 1 to 10000, such as 30",
+            ),
+            (
+                "min_correlation_windows: 2",
+                "invalid kpi.min_correlation_windows 2: use at least 3",
+            ),
+            (
+                "relative_error: 0.5",
+                "invalid kpi.relative_error 0.5: use 0.0001 to 0.1, such as 0.01 for 1%",
+            ),
+            ("max_routes: 0", "invalid kpi.max_routes 0: use 1 to 100, such as 3"),
+            ("max_routes: 101", "invalid kpi.max_routes 101: use 1 to 100, such as 3"),
+            (
+                "max_other_routes: 21",
+                "invalid kpi.max_other_routes 21: use at most 20, the routes checked per finding, or 0 to turn the check off",
+            ),
+            (
+                "max_tracked_routes: 0",
+                "invalid kpi.max_tracked_routes 0: use at least 1, such as 20000",
+            ),
+        ];
+        for (setting, expected) in cases {
+            let text = format!("sources: [{{file: {{paths: [a.log]}}}}]\nkpi: {{{setting}}}\n");
+            let config: Config = serde_norway::from_str(&text).unwrap();
+            assert_eq!(
+                config.kpi.options().unwrap_err().to_string(),
+                expected,
+                "{setting}"
+            );
+        }
+    }
+
+    #[test]
+    fn kpi_bounds_are_accepted() {
+        let cases = [
+            "window: 1s",
+            "window: 1d",
+            "baseline_windows: 0",
+            "baseline_windows: 10000",
+            "correlation_windows: 10000",
+            "max_routes: 100",
+            "max_other_routes: 0",
+            "max_other_routes: 20",
+        ];
+        for setting in cases {
+            let text = format!("sources: [{{file: {{paths: [a.log]}}}}]\nkpi: {{{setting}}}\n");
+            let config: Config = serde_norway::from_str(&text).unwrap();
+            assert!(config.kpi.options().is_ok(), "{setting}");
+        }
     }
 
     #[test]

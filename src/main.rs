@@ -157,12 +157,22 @@ struct ScanArgs {
     /// counted.
     #[arg(long, default_value_t = 250_000)]
     max_windows_per_rule: usize,
-    /// The KPI window size for each finding's impact.
-    #[arg(long, default_value = "1m")]
+    /// The KPI window size for each finding's impact, from 1s to 1d.
+    #[arg(long, default_value = "1m", value_parser = parse_kpi_window)]
     kpi_window: HumanDuration,
     /// Leave out KPIs and impact.
     #[arg(long)]
     no_kpi: bool,
+}
+
+/// Parses `--kpi-window`, so that clap names the flag and the value as typed when it is out of
+/// range.
+fn parse_kpi_window(text: &str) -> Result<HumanDuration, String> {
+    let window: HumanDuration = text
+        .parse()
+        .map_err(|err: feedloop_rules::duration::DurationError| err.to_string())?;
+    config::check_kpi_window(window)?;
+    Ok(window)
 }
 
 #[derive(Subcommand)]

@@ -170,6 +170,24 @@ fn scan_rejects_worker_counts_out_of_range() {
 }
 
 #[test]
+fn scan_rejects_kpi_window_out_of_range() {
+    for window in ["0s", "2d"] {
+        let output = common::feedloop(&[
+            "scan",
+            "--kpi-window",
+            window,
+            common::yauaa_log().to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!(
+            "error: invalid value '{window}' for '--kpi-window <KPI_WINDOW>': use 1s to 1d, such as 1m\n"
+        );
+        assert!(stderr.starts_with(&expected), "{stderr}");
+    }
+}
+
+#[test]
 fn far_future_time_does_not_blind_rules() {
     let dir = common::temp_dir("future");
     let log = dir.join("access.log");
