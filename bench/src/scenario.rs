@@ -50,8 +50,15 @@ use traffic::{Call, Population, MAX_LATENCY_MS, ROUTES};
 /// different bytes.
 pub const SCENARIO_VERSION: u32 = 1;
 
+/// The minimum length of a run, in milliseconds of event time: 1 minute.
+pub const MIN_DURATION_MS: i64 = 60_000;
+
 /// The maximum length of a run, in milliseconds of event time: 7 days.
 pub const MAX_DURATION_MS: i64 = 7 * 24 * 3_600_000;
+
+/// The latest end of a run, in milliseconds since the Unix epoch: the last millisecond of the
+/// year 9999, because labels print times in RFC 3339, whose years have four digits.
+pub const MAX_END_MS: i64 = 253_402_300_799_999;
 
 /// The highest mean rate of normal traffic, in events per second of event time.
 pub const MAX_MEAN_RATE: f64 = 100_000.0;
@@ -108,17 +115,16 @@ impl Default for ScenarioConfig {
 impl ScenarioConfig {
     /// Checks every value against its range and the plan against the run.
     pub fn validate(&self) -> Result<(), InvalidScenario> {
-        if !(60_000..=MAX_DURATION_MS).contains(&self.duration_ms) {
+        if !(MIN_DURATION_MS..=MAX_DURATION_MS).contains(&self.duration_ms) {
             return Err(InvalidScenario::new(
                 "duration_ms",
                 self.duration_ms.to_string(),
                 format!("expected 1 minute to 7 days ({MAX_DURATION_MS} ms)"),
             ));
         }
-        // Labels print times in RFC 3339, whose years have four digits, so the whole run, not
-        // only its start, must end before the year 10000.
+        // The whole run, not only its start, must end before the year 10000.
         let end_ms = self.start_ms.saturating_add(self.duration_ms);
-        if self.start_ms < 0 || end_ms > 253_402_300_799_999 {
+        if self.start_ms < 0 || end_ms > MAX_END_MS {
             return Err(InvalidScenario::new(
                 "start_ms",
                 self.start_ms.to_string(),
@@ -256,6 +262,11 @@ impl InvalidScenario {
             scenario: Some(scenario.to_string()),
             ..InvalidScenario::new(field, value, expected)
         }
+    }
+
+    /// Returns the name of the invalid field, as [`ScenarioConfig`] or the plan's JSON names it.
+    pub fn field(&self) -> &'static str {
+        self.field
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::Context;
 use chrono::DateTime;
 use clap::{Parser, Subcommand};
 
-use feedloop_bench::gen::{write_jsonl, Generator, GeneratorConfig, WriteSummary};
+use feedloop_bench::gen::{write_jsonl, Generator, GeneratorConfig, WriteSummary, MAX_CLIENTS};
 use feedloop_connectors::delivery::render::clean;
 
 /// Writes seeded, reproducible API events with a share of attack traffic, one JSON object per
@@ -43,19 +43,27 @@ struct Args {
     #[arg(long, default_value_t = GeneratorConfig::default().events)]
     events: u64,
     /// Share of events that belong to attack campaigns, from 0 to 1.
-    #[arg(long, default_value_t = GeneratorConfig::default().attack_share)]
+    #[arg(long, default_value_t = GeneratorConfig::default().attack_share, value_parser = parse_share)]
     attack_share: f64,
-    /// Mean arrival rate, in events per second of event time.
-    #[arg(long, default_value_t = GeneratorConfig::default().rate_per_second)]
+    /// Mean arrival rate, in events per second of event time, above 0.
+    #[arg(long, default_value_t = GeneratorConfig::default().rate_per_second, value_parser = parse_rate)]
     rate: f64,
     /// Time of the first event, RFC 3339 [default: 2025-06-02T08:00:00Z].
     #[arg(long, value_parser = parse_start)]
     start: Option<i64>,
-    /// Number of distinct normal clients (addresses).
-    #[arg(long, default_value_t = GeneratorConfig::default().clients)]
+    /// Number of distinct normal clients (addresses), from 1 to 131071.
+    #[arg(
+        long,
+        default_value_t = GeneratorConfig::default().clients,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CLIENTS))
+    )]
     clients: u32,
-    /// Number of distinct principals (users and service accounts).
-    #[arg(long, default_value_t = GeneratorConfig::default().principals)]
+    /// Number of distinct principals (users and service accounts), at least 1.
+    #[arg(
+        long,
+        default_value_t = GeneratorConfig::default().principals,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     principals: u32,
     /// File to write, or stdout when absent or `-`.
     #[arg(long, short)]
@@ -128,6 +136,35 @@ fn report(summary: &WriteSummary, target: &str, seconds: f64) {
     );
 }
 
+fn parse_share(text: &str) -> Result<f64, String> {
+    parse_number(
+        text,
+        |share| (0.0..=1.0).contains(&share),
+        "expected a share from 0 to 1, such as 0.01",
+    )
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    parse_number(
+        text,
+        |rate| rate > 0.0,
+        "expected a positive number of events per second, such as 1000",
+    )
+}
+
+/// Parses a finite number for a flag and checks it with `valid`. The error is `expected`,
+/// which clap prints after the flag and the value as typed.
+pub(crate) fn parse_number(
+    text: &str,
+    valid: impl Fn(f64) -> bool,
+    expected: &str,
+) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && valid(value) => Ok(value),
+        _ => Err(expected.to_string()),
+    }
+}
+
 /// Parses an RFC 3339 time into milliseconds since the Unix epoch.
 pub(crate) fn parse_start(text: &str) -> Result<i64, String> {
     DateTime::parse_from_rfc3339(text)
@@ -138,6 +175,35 @@ pub(crate) fn parse_start(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mixed_errors_name_flags() {
+        let cases = [
+            (
+                ["--rate", "0"],
+                "error: invalid value '0' for '--rate <RATE>': expected a positive number of events per second, such as 1000",
+            ),
+            (
+                ["--attack-share", "2"],
+                "error: invalid value '2' for '--attack-share <ATTACK_SHARE>': expected a share from 0 to 1, such as 0.01",
+            ),
+            (
+                ["--clients", "131072"],
+                "error: invalid value '131072' for '--clients <CLIENTS>': 131072 is not in 1..=131071",
+            ),
+            (
+                ["--principals", "0"],
+                "error: invalid value '0' for '--principals <PRINCIPALS>': 0 is not in 1..=4294967295",
+            ),
+        ];
+        for (args, expected) in cases {
+            let argv = ["feedloop-gen", args[0], args[1]];
+            let Err(err) = Cli::try_parse_from(argv) else {
+                panic!("{args:?} parsed without an error");
+            };
+            assert_eq!(err.to_string().lines().next(), Some(expected), "{args:?}");
+        }
+    }
 
     #[test]
     fn error_message_escapes_plan_text() {

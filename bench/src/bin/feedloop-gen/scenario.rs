@@ -5,15 +5,18 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::ValueEnum;
 
 use feedloop_bench::scenario::output::{
     self, AvroSink, JsonlSink, KafkaEncoding, KafkaSink, Pacing, RunSummary, Sink,
 };
-use feedloop_bench::scenario::{write_labels, Plan, ScenarioConfig, ScenarioGenerator};
+use feedloop_bench::scenario::{
+    write_labels, Plan, ScenarioConfig, ScenarioGenerator, MAX_CLIENTS, MAX_DURATION_MS,
+    MAX_END_MS, MAX_MEAN_RATE, MIN_DURATION_MS,
+};
 
-use super::parse_start;
+use super::{parse_number, parse_start};
 
 /// Name of the labels file in the output folder.
 const LABELS_FILE: &str = "labels.jsonl";
@@ -35,23 +38,28 @@ pub struct ScenarioArgs {
     /// Compresses the JSON Lines file with gzip, as events.jsonl.gz.
     #[arg(long)]
     gzip: bool,
-    /// Start of the run, RFC 3339 [default: 2025-06-02T08:00:00Z].
-    #[arg(long, value_parser = parse_start)]
-    start: Option<i64>,
-    /// Length of the run in event time, such as 4h, 90m or 2h30m.
-    #[arg(long, default_value = "4h", value_parser = parse_duration_ms)]
-    duration: i64,
-    /// Mean rate of normal traffic over a day, in events per second of event time.
-    #[arg(long, default_value_t = ScenarioConfig::default().mean_rate_per_second)]
+    /// Start of the run, RFC 3339, from 1970 [default: 2025-06-02T08:00:00Z].
+    #[arg(long, value_parser = parse_run_start)]
+    start: Option<Typed<i64>>,
+    /// Length of the run in event time, from 1m to 7d, such as 4h, 90m or 2h30m.
+    #[arg(long, default_value = "4h", value_parser = parse_run_duration)]
+    duration: Typed<i64>,
+    /// Mean rate of normal traffic over a day, in events per second of event time, above 0
+    /// and at most 100000.
+    #[arg(long, default_value_t = ScenarioConfig::default().mean_rate_per_second, value_parser = parse_mean_rate)]
     mean_rate: f64,
     /// How far the rate swings over the day, from 0 (flat) to below 1.
-    #[arg(long, default_value_t = ScenarioConfig::default().diurnal_amplitude)]
+    #[arg(long, default_value_t = ScenarioConfig::default().diurnal_amplitude, value_parser = parse_amplitude)]
     diurnal_amplitude: f64,
-    /// Hour of the day (UTC) at which normal traffic peaks.
-    #[arg(long, default_value_t = ScenarioConfig::default().peak_hour_utc)]
+    /// Hour of the day (UTC) at which normal traffic peaks, from 0 to 24.
+    #[arg(long, default_value_t = ScenarioConfig::default().peak_hour_utc, value_parser = parse_peak_hour)]
     peak_hour: f64,
-    /// Number of distinct normal clients.
-    #[arg(long, default_value_t = ScenarioConfig::default().clients)]
+    /// Number of distinct normal clients, from 1 to 131071.
+    #[arg(
+        long,
+        default_value_t = ScenarioConfig::default().clients,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CLIENTS))
+    )]
     clients: u32,
     /// Comma-separated names of the plan's scenarios to run [default: all of them].
     #[arg(long, value_delimiter = ',')]
@@ -104,7 +112,18 @@ pub fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         .clone()
         .expect("clap requires --out without --print-plan");
     let config = config(&args)?;
-    let generator = ScenarioGenerator::new(config.clone())?;
+    let generator = ScenarioGenerator::new(config.clone()).map_err(|err| {
+        if err.field() == "max_events" {
+            anyhow!(
+                "invalid --max-events {}: the run may make up to about {:.0} events; lower \
+                 --mean-rate or --duration, or raise --max-events",
+                args.max_events,
+                config.expected_events_bound()
+            )
+        } else {
+            err.into()
+        }
+    })?;
     fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
 
     let started = Instant::now();
@@ -154,6 +173,16 @@ fn check_args(args: &ScenarioArgs) -> anyhow::Result<()> {
     if args.timeout_seconds == 0 {
         bail!("invalid --timeout-seconds 0: expected at least 1 second");
     }
+    if let Some(start) = &args.start {
+        if start.value.saturating_add(args.duration.value) > MAX_END_MS {
+            bail!(
+                "invalid --start {}: a run of --duration {} would end after the year 9999; \
+                 start earlier or shorten the run",
+                start.text,
+                args.duration.text
+            );
+        }
+    }
     Ok(())
 }
 
@@ -175,8 +204,11 @@ fn config(args: &ScenarioArgs) -> anyhow::Result<ScenarioConfig> {
     let defaults = ScenarioConfig::default();
     Ok(ScenarioConfig {
         seed: args.seed,
-        start_ms: args.start.unwrap_or(defaults.start_ms),
-        duration_ms: args.duration,
+        start_ms: args
+            .start
+            .as_ref()
+            .map_or(defaults.start_ms, |start| start.value),
+        duration_ms: args.duration.value,
         mean_rate_per_second: args.mean_rate,
         diurnal_amplitude: args.diurnal_amplitude,
         peak_hour_utc: args.peak_hour,
@@ -248,11 +280,64 @@ fn report(summary: &RunSummary, target: &str, labels: &Path, seconds: f64) {
     );
 }
 
+/// A flag's parsed value and the text it was parsed from, which errors quote.
+#[derive(Clone, Debug, PartialEq)]
+struct Typed<T> {
+    value: T,
+    text: String,
+}
+
+/// Parses `--start`, a time from 1970.
+fn parse_run_start(text: &str) -> Result<Typed<i64>, String> {
+    let value = parse_start(text)?;
+    if value < 0 {
+        return Err("expected a time from 1970, such as 2025-06-02T08:00:00Z".to_string());
+    }
+    Ok(Typed {
+        value,
+        text: text.to_string(),
+    })
+}
+
+/// Parses `--duration` into milliseconds, from 1 minute to 7 days.
+fn parse_run_duration(text: &str) -> Result<Typed<i64>, String> {
+    let value = parse_duration_ms(text)?;
+    if !(MIN_DURATION_MS..=MAX_DURATION_MS).contains(&value) {
+        return Err("expected 1m to 7d, such as 4h".to_string());
+    }
+    Ok(Typed {
+        value,
+        text: text.to_string(),
+    })
+}
+
+fn parse_mean_rate(text: &str) -> Result<f64, String> {
+    parse_number(
+        text,
+        |rate| rate > 0.0 && rate <= MAX_MEAN_RATE,
+        &format!("expected a rate above 0 and at most {MAX_MEAN_RATE}, such as 10"),
+    )
+}
+
+fn parse_amplitude(text: &str) -> Result<f64, String> {
+    parse_number(
+        text,
+        |amplitude| (0.0..1.0).contains(&amplitude),
+        "expected at least 0 and below 1, such as 0.4",
+    )
+}
+
+fn parse_peak_hour(text: &str) -> Result<f64, String> {
+    parse_number(
+        text,
+        |hour| (0.0..=24.0).contains(&hour),
+        "expected an hour from 0 to 24, such as 15",
+    )
+}
+
 /// Parses a duration such as `90m`, `4h`, `2h30m`, `3600s` or `1d` into milliseconds.
 fn parse_duration_ms(text: &str) -> Result<i64, String> {
-    let invalid = || {
-        format!("invalid duration {text:?}: expected a number and unit such as 4h, 90m or 2h30m")
-    };
+    let invalid = || "expected a number and unit such as 4h, 90m or 2h30m".to_string();
     let mut total_ms: i64 = 0;
     let mut digits = String::new();
     for c in text.chars() {
@@ -274,7 +359,7 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
             .ok_or_else(invalid)?;
         digits.clear();
     }
-    if !digits.is_empty() || total_ms == 0 {
+    if !digits.is_empty() || text.is_empty() {
         return Err(invalid());
     }
     Ok(total_ms)
@@ -282,6 +367,8 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     #[test]
@@ -294,8 +381,100 @@ mod tests {
 
     #[test]
     fn duration_without_unit_is_rejected() {
-        for text in ["", "90", "h", "4x", "0h", "-1h"] {
-            assert!(parse_duration_ms(text).is_err(), "{text:?} parses");
+        for text in ["", "90", "h", "4x", "-1h"] {
+            assert_eq!(
+                parse_duration_ms(text),
+                Err("expected a number and unit such as 4h, 90m or 2h30m".to_string()),
+                "{text:?}"
+            );
         }
+    }
+
+    /// Returns the first line of the error of `feedloop-gen scenario` with `args`, whether
+    /// clap or the run reports it. The output folder is never created.
+    fn scenario_error(args: &[&str]) -> String {
+        let out = std::env::temp_dir().join("feedloop-gen-never-created");
+        let mut argv = vec!["feedloop-gen", "scenario", "--out", out.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let error = match crate::Cli::try_parse_from(argv) {
+            Ok(crate::Cli {
+                command: Some(crate::Command::Scenario(args)),
+                ..
+            }) => run(args).unwrap_err().to_string(),
+            Ok(_) => panic!("the arguments name the scenario subcommand"),
+            Err(err) => err.to_string(),
+        };
+        assert!(!out.exists(), "{}", out.display());
+        error.lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn errors_name_flags_and_typed_values() {
+        let cases: [(&[&str], &str); 12] = [
+            (
+                &["--duration", "8d"],
+                "error: invalid value '8d' for '--duration <DURATION>': expected 1m to 7d, such as 4h",
+            ),
+            (
+                &["--duration", "0s"],
+                "error: invalid value '0s' for '--duration <DURATION>': expected 1m to 7d, such as 4h",
+            ),
+            (
+                &["--duration", "59s"],
+                "error: invalid value '59s' for '--duration <DURATION>': expected 1m to 7d, such as 4h",
+            ),
+            (
+                &["--duration", "4x"],
+                "error: invalid value '4x' for '--duration <DURATION>': expected a number and unit such as 4h, 90m or 2h30m",
+            ),
+            (
+                &["--mean-rate", "0"],
+                "error: invalid value '0' for '--mean-rate <MEAN_RATE>': expected a rate above 0 and at most 100000, such as 10",
+            ),
+            (
+                &["--mean-rate", "1e9"],
+                "error: invalid value '1e9' for '--mean-rate <MEAN_RATE>': expected a rate above 0 and at most 100000, such as 10",
+            ),
+            (
+                &["--diurnal-amplitude", "1"],
+                "error: invalid value '1' for '--diurnal-amplitude <DIURNAL_AMPLITUDE>': expected at least 0 and below 1, such as 0.4",
+            ),
+            (
+                &["--peak-hour", "NaN"],
+                "error: invalid value 'NaN' for '--peak-hour <PEAK_HOUR>': expected an hour from 0 to 24, such as 15",
+            ),
+            (
+                &["--clients", "0"],
+                "error: invalid value '0' for '--clients <CLIENTS>': 0 is not in 1..=131071",
+            ),
+            (
+                &["--start", "1969-12-31T00:00:00Z"],
+                "error: invalid value '1969-12-31T00:00:00Z' for '--start <START>': expected a time from 1970, such as 2025-06-02T08:00:00Z",
+            ),
+            (
+                &["--start", "9999-12-31T23:00:00+00:00"],
+                "invalid --start 9999-12-31T23:00:00+00:00: a run of --duration 4h would end after the year 9999; start earlier or shorten the run",
+            ),
+            (
+                &["--max-events", "10"],
+                "invalid --max-events 10: the run may make up to about 211381 events; lower --mean-rate or --duration, or raise --max-events",
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(scenario_error(args), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn duration_bounds_are_accepted() {
+        assert_eq!(parse_run_duration("1m").unwrap().value, MIN_DURATION_MS);
+        assert_eq!(parse_run_duration("7d").unwrap().value, MAX_DURATION_MS);
+        assert_eq!(
+            parse_run_duration("2h30m"),
+            Ok(Typed {
+                value: 9_000_000,
+                text: "2h30m".to_string()
+            })
+        );
     }
 }
