@@ -2,8 +2,10 @@
 //!
 //! A [`Plan`] is a list of [`Scenario`]s. Each one names its kind, its window as offsets from
 //! the start of the run, and the knobs of its kind. The plan reads from and writes to JSON, so
-//! a run can be described in a file and the default plan printed as a starting point. Unknown
-//! fields are rejected, so a misspelt knob fails instead of silently keeping its default.
+//! a run can be described in a file and the default plan printed as a starting point. A knob
+//! left out takes the default plan's value, but the kind, name and window are required.
+//! Unknown fields are rejected, so a misspelt knob fails instead of silently keeping its
+//! default.
 //!
 //! [`Plan::validate`] checks every knob against its range and rejects two scenarios on the
 //! same route whose windows overlap, because the labels then could not state one known
@@ -49,10 +51,13 @@ pub struct CredentialStuffing {
     /// Length of the window in seconds.
     pub duration_s: u64,
     /// Number of attacking clients, each with its own address.
+    #[serde(default = "knob_defaults::stuffing_clients")]
     pub clients: u32,
     /// Mean login attempts of one client per minute.
+    #[serde(default = "knob_defaults::stuffing_requests_per_client_per_minute")]
     pub requests_per_client_per_minute: f64,
     /// Factor applied to the latency of every request to the login route during the window.
+    #[serde(default = "knob_defaults::stuffing_latency_factor")]
     pub latency_factor: f64,
 }
 
@@ -67,11 +72,14 @@ pub struct ObjectEnumeration {
     /// Length of the window in seconds.
     pub duration_s: u64,
     /// The first order id requested. Each later request adds one to the id.
+    #[serde(default = "knob_defaults::enumeration_first_id")]
     pub first_id: u64,
     /// Mean requests per minute.
+    #[serde(default = "knob_defaults::enumeration_requests_per_minute")]
     pub requests_per_minute: f64,
     /// Share of requested ids that exist and return 200, from 0 to 1. The others return
     /// 404.
+    #[serde(default = "knob_defaults::enumeration_found_share")]
     pub found_share: f64,
 }
 
@@ -87,10 +95,13 @@ pub struct InjectionCampaign {
     pub duration_s: u64,
     /// Number of attacking clients. Client 0 sends SQL injection with sqlmap's user agent,
     /// client 1 cross-site scripting, client 2 both, and so on in turn.
+    #[serde(default = "knob_defaults::injection_clients")]
     pub clients: u32,
     /// Mean requests of one client per minute.
+    #[serde(default = "knob_defaults::injection_requests_per_client_per_minute")]
     pub requests_per_client_per_minute: f64,
     /// Share of the attackers' requests that get 500, from 0 to 1.
+    #[serde(default = "knob_defaults::injection_error_5xx_share")]
     pub error_5xx_share: f64,
 }
 
@@ -105,9 +116,11 @@ pub struct Scraper {
     /// Length of the window in seconds.
     pub duration_s: u64,
     /// Mean requests per minute.
+    #[serde(default = "knob_defaults::scraper_requests_per_minute")]
     pub requests_per_minute: f64,
     /// Share of every request to the route that gets 503 during the window, from 0 to 1. It
     /// replaces the route's baseline 5xx rate, for the scraper and every other client.
+    #[serde(default = "knob_defaults::scraper_route_5xx_rate")]
     pub route_5xx_rate: f64,
 }
 
@@ -125,6 +138,7 @@ pub struct DeployRegression {
     /// Length of the window in seconds.
     pub duration_s: u64,
     /// Factor applied to the latency of every request to the route while it is slow.
+    #[serde(default = "knob_defaults::regression_latency_factor")]
     pub latency_factor: f64,
     /// The route the regression slows, as `METHOD /template`, such as `GET /api/users/me`.
     #[serde(
@@ -140,6 +154,46 @@ pub struct DeployRegression {
     /// one ends with the window, so its slow part may be cut short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_s: Option<u64>,
+}
+
+/// The knob values that a plan may leave out, which the default plan uses too.
+mod knob_defaults {
+    pub fn stuffing_clients() -> u32 {
+        12
+    }
+    pub fn stuffing_requests_per_client_per_minute() -> f64 {
+        6.0
+    }
+    pub fn stuffing_latency_factor() -> f64 {
+        4.0
+    }
+    pub fn enumeration_first_id() -> u64 {
+        4_200_000
+    }
+    pub fn enumeration_requests_per_minute() -> f64 {
+        40.0
+    }
+    pub fn enumeration_found_share() -> f64 {
+        0.15
+    }
+    pub fn injection_clients() -> u32 {
+        3
+    }
+    pub fn injection_requests_per_client_per_minute() -> f64 {
+        6.0
+    }
+    pub fn injection_error_5xx_share() -> f64 {
+        0.1
+    }
+    pub fn scraper_requests_per_minute() -> f64 {
+        240.0
+    }
+    pub fn scraper_route_5xx_rate() -> f64 {
+        0.3
+    }
+    pub fn regression_latency_factor() -> f64 {
+        3.0
+    }
 }
 
 /// The route a deploy regression slows when its plan names none.
@@ -179,15 +233,16 @@ impl Default for Plan {
                     name: "credential-stuffing".to_string(),
                     start_offset_s: minutes(40),
                     duration_s: minutes(15),
-                    clients: 12,
-                    requests_per_client_per_minute: 6.0,
-                    latency_factor: 4.0,
+                    clients: knob_defaults::stuffing_clients(),
+                    requests_per_client_per_minute:
+                        knob_defaults::stuffing_requests_per_client_per_minute(),
+                    latency_factor: knob_defaults::stuffing_latency_factor(),
                 }),
                 Scenario::DeployRegression(DeployRegression {
                     name: "deploy-regression".to_string(),
                     start_offset_s: minutes(45),
                     duration_s: minutes(20),
-                    latency_factor: 3.0,
+                    latency_factor: knob_defaults::regression_latency_factor(),
                     route: default_regression_route(),
                     slow_for_s: None,
                     every_s: None,
@@ -196,24 +251,25 @@ impl Default for Plan {
                     name: "object-enumeration".to_string(),
                     start_offset_s: minutes(90),
                     duration_s: minutes(20),
-                    first_id: 4_200_000,
-                    requests_per_minute: 40.0,
-                    found_share: 0.15,
+                    first_id: knob_defaults::enumeration_first_id(),
+                    requests_per_minute: knob_defaults::enumeration_requests_per_minute(),
+                    found_share: knob_defaults::enumeration_found_share(),
                 }),
                 Scenario::InjectionCampaign(InjectionCampaign {
                     name: "injection-campaign".to_string(),
                     start_offset_s: minutes(130),
                     duration_s: minutes(20),
-                    clients: 3,
-                    requests_per_client_per_minute: 6.0,
-                    error_5xx_share: 0.1,
+                    clients: knob_defaults::injection_clients(),
+                    requests_per_client_per_minute:
+                        knob_defaults::injection_requests_per_client_per_minute(),
+                    error_5xx_share: knob_defaults::injection_error_5xx_share(),
                 }),
                 Scenario::Scraper(Scraper {
                     name: "scraper".to_string(),
                     start_offset_s: minutes(180),
                     duration_s: minutes(20),
-                    requests_per_minute: 240.0,
-                    route_5xx_rate: 0.3,
+                    requests_per_minute: knob_defaults::scraper_requests_per_minute(),
+                    route_5xx_rate: knob_defaults::scraper_route_5xx_rate(),
                 }),
             ],
         }

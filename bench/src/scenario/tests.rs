@@ -1059,6 +1059,48 @@ fn plan_json_round_trips() {
 }
 
 #[test]
+fn plan_knobs_default_to_default_plan() {
+    let json = r#"{"scenarios": [
+        {"kind": "credential-stuffing", "name": "credential-stuffing", "start_offset_s": 2400, "duration_s": 900},
+        {"kind": "deploy-regression", "name": "deploy-regression", "start_offset_s": 2700, "duration_s": 1200},
+        {"kind": "object-enumeration", "name": "object-enumeration", "start_offset_s": 5400, "duration_s": 1200},
+        {"kind": "injection-campaign", "name": "injection-campaign", "start_offset_s": 7800, "duration_s": 1200},
+        {"kind": "scraper", "name": "scraper", "start_offset_s": 10800, "duration_s": 1200}
+    ]}"#;
+    let parsed: Plan = serde_json::from_str(json).unwrap();
+    assert_eq!(parsed, Plan::default());
+}
+
+#[test]
+fn plan_requires_name_and_window() {
+    for (json, missing) in [
+        (
+            r#"{"kind": "scraper", "start_offset_s": 0, "duration_s": 60}"#,
+            "name",
+        ),
+        (
+            r#"{"kind": "scraper", "name": "s", "duration_s": 60}"#,
+            "start_offset_s",
+        ),
+        (
+            r#"{"kind": "scraper", "name": "s", "start_offset_s": 0}"#,
+            "duration_s",
+        ),
+        (
+            r#"{"name": "s", "start_offset_s": 0, "duration_s": 60}"#,
+            "kind",
+        ),
+    ] {
+        let plan = format!(r#"{{"scenarios": [{json}]}}"#);
+        let error = serde_json::from_str::<Plan>(&plan).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("missing field `{missing}`")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn plan_rejects_unknown_knob() {
     let json = r#"{"scenarios": [{"kind": "scraper", "name": "s", "start_offset_s": 0,
         "duration_s": 60, "requests_per_minute": 60, "route_5xx_rate": 0.3,
