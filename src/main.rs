@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use feedloop_connectors::delivery::render::clean;
-use feedloop_connectors::sink::console::Console;
+use feedloop_connectors::sink::console::{counted, Console};
 use feedloop_connectors::source::FormatConfig;
 use feedloop_pipeline::RunOptions;
 use feedloop_rules::{HumanDuration, RuleSet, Severity};
@@ -424,7 +424,7 @@ fn print_events(files: &[PathBuf], format: FormatConfig) -> anyhow::Result<ExitC
     }
     out.flush()?;
     if failed > 0 {
-        eprintln!("{failed} records failed to decode");
+        eprintln!("{} failed to decode", counted(failed, "record", "records"));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -476,14 +476,25 @@ fn check_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         Ok(set) => {
             let files: std::collections::BTreeSet<_> =
                 set.origins().iter().map(|o| &o.file).collect();
-            println!("ok: {} rules in {} files", set.len(), files.len());
+            println!(
+                "ok: {} in {}",
+                counted(set.len() as u64, "rule", "rules"),
+                counted(files.len() as u64, "file", "files")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
             for error in &errors.0 {
                 eprintln!("error: {error}");
             }
-            eprintln!("{} invalid rule file entries", errors.0.len());
+            eprintln!(
+                "{}",
+                counted(
+                    errors.0.len() as u64,
+                    "invalid rule file entry",
+                    "invalid rule file entries"
+                )
+            );
             Ok(ExitCode::FAILURE)
         }
     }

@@ -73,6 +73,41 @@ fn rules_check_reports_every_bad_file() {
         stderr.contains("  example: threshold: {count: 20}"),
         "{stderr}"
     );
+    assert!(
+        stderr.ends_with("\n2 invalid rule file entries\n"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rules_check_counts_one_rule() {
+    let dir = common::temp_dir("one-rule");
+    let file = dir.join("one.yaml");
+    std::fs::write(
+        &file,
+        "id: burst\ntitle: Burst\nseverity: high\nstages: [operate]\ngroup_by: [client]\nwindow: {size: 1m}\nthreshold: {count: 5}\n",
+    )
+    .unwrap();
+    let output = common::feedloop(&["rules", "check", file.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ok: 1 rule in 1 file\n"
+    );
+
+    std::fs::write(&file, "id: burst\n").unwrap();
+    let output = common::feedloop(&["rules", "check", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.ends_with("\n1 invalid rule file entry\n"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -185,6 +220,23 @@ fn scan_rejects_kpi_window_out_of_range() {
         );
         assert!(stderr.starts_with(&expected), "{stderr}");
     }
+}
+
+#[test]
+fn events_counts_one_failed_record() {
+    let dir = common::temp_dir("events-one-bad");
+    let log = dir.join("events.jsonl");
+    let good = r#"{"time": 1700000000000, "client": "198.51.100.1", "method": "GET", "path": "/", "status": 200}"#;
+    std::fs::write(&log, format!("{good}\nnot json\n")).unwrap();
+    let output = common::feedloop(&["events", log.to_str().unwrap()]);
+    assert!(output.status.success());
+    assert_eq!(common::parse_lines(&output.stdout).len(), 1);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.ends_with("\n1 record failed to decode\n"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

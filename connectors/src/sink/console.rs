@@ -120,12 +120,12 @@ impl Console {
             let count = |kind: &str| report.changes.get(kind).copied().unwrap_or(0);
             let _ = writeln!(
                 text,
-                "  lifecycle         {:>10} opened, {} updated, {} resolved, {} reopened; {} findings repeated a reported state",
+                "  lifecycle         {:>10} opened, {} updated, {} resolved, {} reopened; {} repeated a reported state",
                 count("opened"),
                 count("updated"),
                 count("resolved"),
                 count("reopened"),
-                counts.repeated_findings
+                counted(counts.repeated_findings, "finding", "findings")
             );
         }
         if let Some(delivery) = &report.delivery {
@@ -197,8 +197,8 @@ pub fn impact_line(impact: &Impact) -> Option<String> {
         )
     } else if parts.is_empty() {
         format!(
-            "impact: on {name} during the finding, no change of 5% or more against a baseline of {} windows",
-            route.baseline_windows
+            "impact: on {name} during the finding, no change of 5% or more against a baseline of {}",
+            counted(route.baseline_windows as u64, "window", "windows")
         )
     } else {
         format!("impact: on {name} during the finding, {}", parts.join(", "))
@@ -412,6 +412,15 @@ fn measure_text(finding: &Finding) -> String {
     events(finding.count)
 }
 
+/// Returns a count with its noun, such as `1 finding` or `2 findings`.
+pub fn counted(count: u64, singular: &str, plural: &str) -> String {
+    if count == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{count} {plural}")
+    }
+}
+
 fn cut(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
@@ -419,6 +428,37 @@ fn cut(text: &str, max_chars: usize) -> String {
     let mut out: String = text.chars().take(max_chars).collect();
     out.push('…');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_one_finding() {
+        let counts = RunCounts {
+            repeated_findings: 1,
+            ..RunCounts::default()
+        };
+        let report = DeliveryReport {
+            changes: [("opened".to_string(), 1)].into_iter().collect(),
+            ..DeliveryReport::default()
+        };
+        let text = Console::summary_text(&counts, &report);
+        assert!(
+            text.contains("  lifecycle                  1 opened, 0 updated, 0 resolved, 0 reopened; 1 finding repeated a reported state\n"),
+            "{text}"
+        );
+        let counts = RunCounts {
+            repeated_findings: 2,
+            ..counts
+        };
+        let text = Console::summary_text(&counts, &report);
+        assert!(
+            text.contains("; 2 findings repeated a reported state\n"),
+            "{text}"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -529,6 +569,11 @@ mod impact_tests {
         assert_eq!(
             impact_line(&impact).unwrap(),
             "impact: on POST /login during the finding, no change of 5% or more against a baseline of 30 windows"
+        );
+        impact.routes[0].baseline_windows = 1;
+        assert_eq!(
+            impact_line(&impact).unwrap(),
+            "impact: on POST /login during the finding, no change of 5% or more against a baseline of 1 window"
         );
     }
 
