@@ -238,7 +238,7 @@ fn resolve_and_reopen_reach_jira_github_and_slack() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(
-            "1 opened, 1 updated, 1 resolved, 1 reopened; 1 findings repeated a reported state\n"
+            "1 opened, 1 updated, 1 resolved, 1 reopened; 1 finding repeated a reported state\n"
         ),
         "{stdout}"
     );
