@@ -1,8 +1,9 @@
-//! Delivery through the command: the lifecycle across runs, `feedloop gate` and
-//! `feedloop routes test`.
+//! Delivery through the command: the lifecycle across runs, every final reaching a receiver,
+//! `feedloop gate` and `feedloop routes test`.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Writes a configuration reading one JSON Lines file, with a delivery state folder.
@@ -315,5 +316,175 @@ fn gate_hashes_clients_escapes_traffic_text_and_warns_on_unknown_services() {
             state.display()
         )
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A loopback server that stores the JSON body of every request and responds 200.
+struct Capture {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    server: std::sync::Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Capture {
+    fn start() -> Capture {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}/hook", server.server_addr().to_ip().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (incoming, stored) = (server.clone(), bodies.clone());
+        let thread = std::thread::spawn(move || {
+            for mut request in incoming.incoming_requests() {
+                let mut body = String::new();
+                request.as_reader().read_to_string(&mut body).unwrap();
+                stored
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                let _ = request.respond(tiny_http::Response::empty(200));
+            }
+        });
+        Capture {
+            url,
+            bodies,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    /// Returns the bodies received so far and clears the list.
+    fn take(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.bodies.lock().unwrap())
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Returns a finding's facts about its window: fingerprint, window start, count, measured
+/// values and impact.
+fn window_facts(finding: &serde_json::Value) -> String {
+    let fields = [
+        "fingerprint",
+        "count",
+        "distinct",
+        "ratio",
+        "total",
+        "patterns",
+        "impact",
+    ];
+    let mut facts: Vec<String> = fields.iter().map(|f| finding[f].to_string()).collect();
+    facts.push(finding["window"]["start"].to_string());
+    facts.join(" ")
+}
+
+#[test]
+fn every_final_reaches_the_receiver() {
+    // The impact example read from a file: for 36 of its 61 finals, the next window of the
+    // same fingerprint reported early before them.
+    let dir = common::temp_dir("every-final");
+    let capture = Capture::start();
+    let findings_path = dir.join("findings.jsonl");
+    let text = format!(
+        "sources:\n  - file: {{paths: [examples/impact/events.jsonl.gz], format: json}}\n\
+         time: {{allowed_lateness: 1m}}\n\
+         kpi: {{window: 1m, baseline_windows: 30}}\n\
+         outputs:\n  console: {{enabled: true, show_early: false}}\n  jsonl: {{path: \"{}\"}}\n\
+         delivery:\n  state_dir: \"{}\"\n  receivers:\n    hook:\n      signed_webhook:\n        url: \"{}\"\n        secret: test-secret\n  routes:\n    - name: all\n      match: {{}}\n      receivers: [hook]\n",
+        findings_path.display(),
+        dir.join("state").display(),
+        capture.url,
+    );
+    let config = dir.join("feedloop.yaml");
+    std::fs::write(&config, text).unwrap();
+    let run = common::feedloop(&["run", "--config", config.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout(&run).contains(
+            "  lifecycle                 25 opened, 97 updated, 24 resolved, 0 reopened; 0 findings repeated a reported state\n"
+        ),
+        "{}",
+        stdout(&run)
+    );
+    let findings = common::parse_lines(&std::fs::read(&findings_path).unwrap());
+    let posts = capture.take();
+    let kinds: Vec<&str> = posts
+        .iter()
+        .map(|p| p["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 146);
+    assert_eq!(kinds.iter().filter(|k| **k == "opened").count(), 25);
+    assert_eq!(kinds.iter().filter(|k| **k == "updated").count(), 97);
+    assert_eq!(kinds.iter().filter(|k| **k == "resolved").count(), 24);
+
+    // Every final's count, measured values and impact reached the receiver.
+    let reported: BTreeSet<String> = posts
+        .iter()
+        .filter(|p| p["change"] != "resolved")
+        .map(|p| window_facts(&p["findings"][0]))
+        .collect();
+    let finals: Vec<&serde_json::Value> =
+        findings.iter().filter(|f| f["phase"] == "final").collect();
+    assert_eq!(finals.len(), 61);
+    let missing: Vec<String> = finals
+        .iter()
+        .map(|f| window_facts(f))
+        .filter(|facts| !reported.contains(facts))
+        .collect();
+    assert_eq!(missing, Vec::<String>::new());
+
+    // 36 updates are about a window older than one the receiver had already seen.
+    let mut newest_seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut older = 0;
+    for post in &posts {
+        let finding = &post["findings"][0];
+        let fingerprint = finding["fingerprint"].as_str().unwrap().to_string();
+        let start = finding["window"]["start"].as_str().unwrap().to_string();
+        let newest = newest_seen.entry(fingerprint).or_insert(start.clone());
+        if start < *newest {
+            assert_eq!(post["change"], "updated");
+            assert_eq!(finding["phase"], "final");
+            older += 1;
+        }
+        *newest = (*newest).clone().max(start);
+    }
+    assert_eq!(older, 36);
+    // Each fingerprint's last post shows its newest window's final.
+    let mut last: BTreeMap<String, &serde_json::Value> = BTreeMap::new();
+    for post in &posts {
+        let finding = &post["findings"][0];
+        last.insert(
+            finding["fingerprint"].as_str().unwrap().to_string(),
+            finding,
+        );
+    }
+    assert_eq!(last.len(), 25);
+    for (fingerprint, finding) in &last {
+        assert_eq!(finding["window"]["start"], newest_seen[fingerprint]);
+        assert_eq!(finding["phase"], "final", "{fingerprint}");
+    }
+
+    // A replay repeats the change ids, so the receiver gets nothing twice. The one finding
+    // still open comes from the store, and its windows before the stored one make no change.
+    let again = common::feedloop(&["run", "--config", config.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains(
+            "142 changes, 0 unrouted, 0 folded into groups, 0 queued, 142 skipped as already queued or delivered"
+        ),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(capture.take(), Vec::<serde_json::Value>::new());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -380,7 +380,8 @@ fn late_events_update_delivered_finding() {
     let comment = requests[2].json()["body"].as_str().unwrap().to_string();
     assert!(
         comment.starts_with(
-            "**Updated:** the condition still holds; the facts below are the latest. Impact now: \
+            "**Updated:** the condition still holds; the facts below are the latest for their \
+             window. Impact now: \
              `22 requests on GET /api/orders during the finding, p99 latency 4965 ms, error rate \
              45%, no baseline to compare with; 100% of its errors from \
              client=hash:f5047344122f`.\n\n- **Change:** updated\n"

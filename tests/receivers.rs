@@ -238,7 +238,7 @@ fn resolve_and_reopen_reach_jira_github_and_slack() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(
-            "1 opened, 1 updated, 1 resolved, 1 reopened; 1 finding repeated a reported state\n"
+            "1 opened, 2 updated, 1 resolved, 1 reopened; 0 findings repeated a reported state\n"
         ),
         "{stdout}"
     );
@@ -248,10 +248,10 @@ fn resolve_and_reopen_reach_jira_github_and_slack() {
     assert_eq!(issues[0].project, "PAY");
     assert_eq!(issues[0].transitions, ["Done", "Reopen"]);
     assert_eq!(issues[0].status, "To Do");
-    // It resolves and reopens, and the final of the second burst updates it, because its
-    // impact covers the whole window where the early one covered the windows up to its last
-    // failure.
-    assert_eq!(issues[0].comments.len(), 3);
+    // It resolves and reopens. Then the final of each burst updates it, because its impact
+    // covers the whole window where the early one covered the windows up to its last failure.
+    // The first burst's final comes after the reopening because the file is read in one batch.
+    assert_eq!(issues[0].comments.len(), 4);
 
     let repo = github.repo(REPO);
     assert_eq!(repo.issues.len(), 1);
@@ -276,6 +276,7 @@ fn resolve_and_reopen_reach_jira_github_and_slack() {
         [
             "*Resolved:* the condition `count &gt;= 10` has not held for the rule's resolve period. Last count 10, last seen 2026-01-05T12:01:30.000Z.",
             "*Reopened:* the condition `count &gt;= 10` holds again: count 10 in the window 2026-01-05T14:00:00Z to 2026-01-05T14:05:00Z.",
+            "*Updated:* count 10 in the window 2026-01-05T12:00:00Z to 2026-01-05T12:05:00Z, last seen 2026-01-05T12:01:30.000Z. Impact now: 10 requests on GET /api/orders during the finding, error rate 100%, no baseline to compare with; 100% of its errors from client=10.0.0.1.",
             "*Updated:* count 10 in the window 2026-01-05T14:00:00Z to 2026-01-05T14:05:00Z, last seen 2026-01-05T14:01:30.000Z. Impact now: on GET /api/orders during the finding, 4xx rate 0% to 100%; 100% of its errors from client=10.0.0.1.",
         ]
     );

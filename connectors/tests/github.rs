@@ -269,7 +269,8 @@ fn update_comments_on_open_issue() {
         ["POST /repos/acme/accounts/issues/1/comments"]
     );
     let redacted = public(&update);
-    let lead = "**Updated:** the condition still holds; the facts below are the latest.";
+    let lead =
+        "**Updated:** the condition still holds; the facts below are the latest for their window.";
     let body = render::markdown(&redacted, redacted.finding(), Some(lead));
     assert_eq!(mock.requests()[1].json(), json!({"body": body}));
     let issue = mock.repo(REPO).issue(1).cloned().unwrap();
@@ -822,7 +823,7 @@ fn body_template_opens_issue_and_comments() {
         issue.body
     );
     assert!(
-        issue.comments[0].starts_with("**Updated:** the condition still holds; the facts below are the latest.\n\nOwners: team-identity\n\n- **Change:** updated"),
+        issue.comments[0].starts_with("**Updated:** the condition still holds; the facts below are the latest for their window.\n\nOwners: team-identity\n\n- **Change:** updated"),
         "{}",
         issue.comments[0]
     );

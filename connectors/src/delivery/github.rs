@@ -510,7 +510,7 @@ impl GithubReceiver {
             }
             (_, true) => {
                 let mut lead = "**Updated:** the condition still holds; the facts below are the \
-                                latest."
+                                latest for their window."
                     .to_string();
                 if let Some(summary) = render::impact_summary(notice.finding()) {
                     lead.push_str(&format!(" Impact now: `{summary}`."));
