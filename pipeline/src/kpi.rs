@@ -91,7 +91,7 @@ impl KpiOptions {
 
 /// The smallest absolute rise of an error rate that counts, so that one error in a thousand
 /// becoming two is no rise.
-const OTHER_ROUTE_MIN_RATE_RISE: f64 = 0.01;
+pub const OTHER_ROUTE_MIN_RATE_RISE: f64 = 0.01;
 /// The requests another route needs during a finding before a rise of its KPIs counts.
 pub const OTHER_ROUTE_MIN_REQUESTS: u64 = 30;
 /// Other routes checked per finding, the busiest during its windows first, which bounds the

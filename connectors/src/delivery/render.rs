@@ -18,6 +18,8 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use feedloop_pipeline::impact::{OTHER_ROUTE_RISE, RELATED_CORRELATION};
+use feedloop_pipeline::kpi::OTHER_ROUTE_MIN_RATE_RISE;
 use feedloop_pipeline::Finding;
 
 use super::Notice;
@@ -500,26 +502,41 @@ pub fn impact_text(finding: &Finding, max_routes: usize) -> Option<String> {
     Some(charts.join("\n\n"))
 }
 
-/// Describes another route's KPIs that rose, with their correlation with the matches, such as
-/// `POST /token p99 +100% (r 0.98)`.
+/// Describes the KPIs of another route that rose with the matches, with their correlation,
+/// such as `POST /token p99 +100% (r 0.98)`: those that rose by [`OTHER_ROUTE_RISE`] or more
+/// (an error rate also by one percentage point) and correlate by [`RELATED_CORRELATION`] or
+/// more.
 fn other_route_text(other: &feedloop_pipeline::impact::OtherRoute) -> String {
     let mut parts = Vec::new();
-    for (name, label, coefficient) in [
-        ("p99_ms", "p99", other.correlation.p99_ms),
-        ("error_5xx_rate", "5xx rate", other.correlation.error_rate),
-        ("error_4xx_rate", "4xx rate", other.correlation.error_rate),
+    for (name, label, coefficient, min_absolute) in [
+        ("p99_ms", "p99", other.correlation.p99_ms, 0.0),
+        (
+            "error_5xx_rate",
+            "5xx rate",
+            other.correlation.error_rate,
+            OTHER_ROUTE_MIN_RATE_RISE,
+        ),
+        (
+            "error_4xx_rate",
+            "4xx rate",
+            other.correlation.error_rate,
+            OTHER_ROUTE_MIN_RATE_RISE,
+        ),
     ] {
-        let Some(change) = other.change.get(name).filter(|c| c.absolute > 0.0) else {
+        let Some(change) = other.change.get(name) else {
+            continue;
+        };
+        let rose = change.absolute > 0.0
+            && change.absolute >= min_absolute
+            && change.relative.is_none_or(|r| r >= OTHER_ROUTE_RISE);
+        let Some(r) = coefficient.filter(|r| rose && *r >= RELATED_CORRELATION) else {
             continue;
         };
         let rise = match change.relative {
             Some(relative) => format!("{:+.0}%", relative * 100.0),
             None => "up from 0".to_string(),
         };
-        match coefficient {
-            Some(r) => parts.push(format!("{label} {rise} (r {r:.2})")),
-            None => parts.push(format!("{label} {rise}")),
-        }
+        parts.push(format!("{label} {rise} (r {r:.2})"));
     }
     format!("{} {}", other.route, parts.join(", "))
 }
@@ -809,7 +826,7 @@ mod tests {
                 "baseline_windows": 30,
                 "change": {"p99_ms": {"absolute": 24.0, "relative": 1.5},
                     "error_5xx_rate": {"absolute": 0.05},
-                    "error_4xx_rate": {"absolute": 0.0}},
+                    "error_4xx_rate": {"absolute": 0.02, "relative": 0.32}},
                 "correlation": {"windows": 30, "p99_ms": 0.9812, "error_rate": 0.75},
                 "rose": true, "related": related
             }))
