@@ -64,6 +64,9 @@ pub struct ReadBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// Records read, decoded or not.
     pub records: u64,
+    /// Records known to be in the input that could not be located, such as the rest of an
+    /// Avro block after a record that cannot be read; not counted in `records`.
+    pub skipped: u64,
     /// A failure that ended the partition early, such as a truncated gzip stream.
     pub failure: Option<String>,
 }
@@ -73,6 +76,7 @@ impl ReadBatch {
         self.events.clear();
         self.dead_letters.clear();
         self.records = 0;
+        self.skipped = 0;
         self.failure = None;
     }
 }
@@ -139,6 +143,7 @@ pub struct Counters {
     pub records: AtomicU64,
     pub decoded: AtomicU64,
     pub dead_lettered: AtomicU64,
+    pub skipped: AtomicU64,
     pub late: AtomicU64,
     pub bad_time: AtomicU64,
     pub input_errors: AtomicU64,
@@ -160,6 +165,8 @@ pub struct RunCounts {
     pub decoded: u64,
     /// Records that failed to decode.
     pub dead_lettered: u64,
+    /// Records known to be in the input that could not be located.
+    pub skipped: u64,
     /// Decoded events that arrived after their windows closed.
     pub late: u64,
     /// Decoded events with an implausible time (before 1970 or far in the future).
@@ -239,6 +246,7 @@ pub fn run(
         records: counters.records.load(Ordering::Relaxed),
         decoded: counters.decoded.load(Ordering::Relaxed),
         dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+        skipped: counters.skipped.load(Ordering::Relaxed),
         late: counters.late.load(Ordering::Relaxed),
         bad_time: counters.bad_time.load(Ordering::Relaxed),
         input_errors: counters.input_errors.load(Ordering::Relaxed),
@@ -423,6 +431,9 @@ impl<'a> Feeder<'a> {
         counters
             .dead_lettered
             .fetch_add(self.batch.dead_letters.len() as u64, Ordering::Relaxed);
+        counters
+            .skipped
+            .fetch_add(self.batch.skipped, Ordering::Relaxed);
         for letter in self.batch.dead_letters.drain(..) {
             let _ = self.output.send(Output::DeadLetter(Box::new(letter)));
         }

@@ -81,6 +81,13 @@ impl Console {
         let _ = writeln!(text, "  records read      {:>10}", counts.records);
         let _ = writeln!(text, "  decoded           {:>10}", counts.decoded);
         let _ = writeln!(text, "  dead-lettered     {:>10}", counts.dead_lettered);
+        if counts.skipped > 0 {
+            let _ = writeln!(
+                text,
+                "  skipped           {:>10}  (records after an unreadable one in an Avro block, which cannot be located; see the dead letters)",
+                counts.skipped
+            );
+        }
         let _ = writeln!(text, "  late              {:>10}", counts.late);
         if counts.bad_time > 0 {
             let _ = writeln!(text, "  invalid time      {:>10}", counts.bad_time);
@@ -535,6 +542,25 @@ mod impact_tests {
         assert_eq!(
             impact_line(&impact(change, share)).unwrap(),
             "impact: on POST /login during the finding, 4xx rate 0% to 17%; 98% of its errors from client=203.0.113.9"
+        );
+    }
+
+    #[test]
+    fn summary_counts_skipped_records_only_when_any() {
+        let report = DeliveryReport::default();
+        let mut counts = RunCounts {
+            records: 41_216,
+            decoded: 41_215,
+            dead_lettered: 1,
+            ..RunCounts::default()
+        };
+        let text = Console::summary_text(&counts, &report);
+        assert!(!text.contains("skipped"), "{text}");
+        counts.skipped = 25;
+        let text = Console::summary_text(&counts, &report);
+        assert!(
+            text.contains("\n  skipped                   25  (records after an unreadable one in an Avro block"),
+            "{text}"
         );
     }
 

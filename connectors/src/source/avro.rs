@@ -352,6 +352,7 @@ impl PartitionReader for AvroFileReader {
                         .dead_letters
                         .push(self.dead_letter(position, error, raw));
                     self.record_number += skipped;
+                    batch.skipped += skipped;
                     self.block.left = 0;
                     self.block.at = self.block.data.len();
                 }
@@ -761,6 +762,7 @@ mod tests {
         let batch = read_all(bad);
         assert_eq!(paths(&batch), ["/r/3", "/r/4", "/r/5"]);
         assert_eq!(batch.records, 4);
+        assert_eq!(batch.skipped, 2);
         assert_eq!(batch.dead_letters.len(), 1);
         let letter = &batch.dead_letters[0];
         assert_eq!(
