@@ -7,7 +7,6 @@
 //! options `--seed 7 --duration 70m --scenarios credential-stuffing,deploy-regression`.
 
 mod common;
-mod kafka_admin;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -281,7 +280,7 @@ fn kafka_avro_gives_same_findings_as_file() {
     // after it, and a Kafka source that buffers 8,192 messages of a partition pauses it and
     // resumes at such an offset, which loses the rest of that batch on tansu. With 8
     // partitions each one holds fewer messages (5,965 at most), so no partition is paused.
-    kafka_admin::create_topic(&broker, topic, 8);
+    broker.create_topic(topic, 8);
     let sink = KafkaSink::new(
         &broker.address,
         topic,
@@ -316,7 +315,7 @@ fn kafka_avro_gives_same_findings_as_file() {
 fn bad_kafka_messages_are_dead_lettered() {
     let broker = tansu::start();
     let topic = "api-events-hostile";
-    kafka_admin::create_topic(&broker, topic, 1);
+    broker.create_topic(topic, 1);
 
     // A good message of the scenario, to cut and to frame with another id.
     let body = {

@@ -5,14 +5,12 @@
 //! installs it to, then `PATH`. `scripts/test.sh` installs it when missing.
 
 mod common;
-mod kafka_admin;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use feedloop_testkit::tansu::{self, Broker};
-use kafka_admin::create_topic;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
@@ -64,7 +62,7 @@ fn publish(broker: &Broker, topic: &str, logs: &[PathBuf]) -> usize {
 fn kafka_topic_gives_same_findings_as_files() {
     let broker = tansu::start();
     let topic = "api-events";
-    create_topic(&broker, topic, 3);
+    broker.create_topic(topic, 3);
     let logs = vec![common::elastic_log(), common::yauaa_log()];
     let published = publish(&broker, topic, &logs);
     assert_eq!(published, 13_456);

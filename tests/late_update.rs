@@ -9,7 +9,6 @@
 //! final finding leaves.
 
 mod common;
-mod kafka_admin;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -285,7 +284,7 @@ finding ^^  2 windows in the finding";
 #[test]
 fn late_events_update_delivered_finding() {
     let broker = tansu::start();
-    kafka_admin::create_topic(&broker, TOPIC, 1);
+    broker.create_topic(TOPIC, 1);
     let github = GithubMock::start(GITHUB_TOKEN, &[REPO]);
     let slack = SlackMock::start();
     let dir = common::temp_dir("late-update");

@@ -9,8 +9,6 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use feedloop_testkit::tansu::{self, Broker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -27,40 +25,6 @@ use common::Recorder;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const PARTITIONS: i32 = 3;
-
-fn create_topic(broker: &Broker, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .create()
-        .unwrap();
-    let new_topic = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in block_on(admin.create_topics([&new_topic], &options)).unwrap() {
-        result.unwrap();
-    }
-}
-
-/// Runs a future to completion on this thread; the admin API is async but needs no runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        assert!(Instant::now() < deadline, "admin request timed out");
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
 
 /// Reads every partition of a topic from the start until `count` messages arrived.
 fn consume(broker: &Broker, topic: &str, count: usize) -> Vec<OwnedMessage> {
@@ -166,7 +130,7 @@ fn applied(effect: Effect) -> Remote {
 #[test]
 fn kafka_receiver_writes_changes_in_order() {
     let broker = tansu::start();
-    create_topic(&broker, "findings");
+    broker.create_topic("findings", PARTITIONS);
     let mut receiver = receiver(&broker.address, "findings", "");
 
     let mut progress = Recorder::default();
@@ -267,7 +231,7 @@ fn kafka_receiver_writes_changes_in_order() {
 #[test]
 fn kafka_receiver_oversized_message_falls_back() {
     let broker = tansu::start();
-    create_topic(&broker, "findings");
+    broker.create_topic("findings", PARTITIONS);
     // librdkafka's smallest allowed message.max.bytes.
     let mut receiver = receiver(
         &broker.address,

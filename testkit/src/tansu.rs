@@ -6,11 +6,59 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
 /// A running broker with in-memory storage.
 pub struct Broker {
     child: Child,
     /// The `127.0.0.1:PORT` address clients bootstrap from.
     pub address: String,
+}
+
+impl Broker {
+    /// Creates a topic with one replica per partition.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the broker rejects the topic or does not answer within 30 s.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .create()
+            .expect("an admin client for the broker");
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = block_on(admin.create_topics([&new_topic], &options))
+            .expect("the broker answers the create request");
+        for result in results {
+            result.expect("the broker creates the topic");
+        }
+    }
+}
+
+/// Runs a future to completion on this thread, because the admin API is async but needs no
+/// runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        assert!(Instant::now() < deadline, "admin request timed out");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
 }
 
 impl Drop for Broker {
