@@ -276,9 +276,9 @@ fn early(findings: &[Value]) -> BTreeSet<String> {
 fn kafka_avro_gives_same_findings_as_file() {
     let broker = tansu::start();
     let topic = "api-events-avro";
-    // NOTE: tansu 0.6 answers a fetch at an offset inside a record batch with the batches
-    // after it, and a Kafka source that buffers 8,192 messages of a partition pauses it and
-    // resumes at such an offset, which loses the rest of that batch on tansu. With 8
+    // NOTE: a fetch at an offset inside a record batch returns, on tansu 0.6, only the
+    // batches after it. The Kafka source pauses a partition once it buffers 8,192 of its
+    // messages and resumes at such an offset, so tansu loses the rest of that batch. With 8
     // partitions each one holds fewer messages (5,965 at most), so no partition is paused.
     broker.create_topic(topic, 8);
     let sink = KafkaSink::new(

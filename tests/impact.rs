@@ -1,6 +1,6 @@
 //! Impact on generated scenarios with labels. In examples/impact, credential stuffing slows
-//! the login route fourfold while an unrelated deploy slows a payments route threefold; a
-//! scenario generated here adds a slowdown of a neighbouring route that follows the attack
+//! the login route fourfold while an unrelated deploy slows a payments route threefold. A
+//! scenario generated here adds a slowdown of a neighbouring route that follows the attack,
 //! and a periodic one that does not.
 
 mod common;
@@ -261,10 +261,10 @@ fn chart_of_the_scenario_is_stable() {
     );
 }
 
-/// Generates 90 minutes of traffic in which credential stuffing on the login route also
-/// slows token refreshes (a shared backend), a batch job slows `GET /api/users/me` for two
-/// minutes out of every four from before the attack until after it, and a deploy slows the
-/// payments service while the attack runs.
+/// Generates 90 minutes of traffic around credential stuffing on the login route. A shared
+/// backend slows token refreshes while the attack runs. A batch job slows `GET /api/users/me`
+/// for two minutes out of every four, from before the attack until after it. A deploy slows
+/// the payments service while the attack runs.
 fn other_routes_scenario(dir: &std::path::Path) -> std::path::PathBuf {
     use feedloop_bench::scenario::{output, Plan, ScenarioConfig, ScenarioGenerator};
 

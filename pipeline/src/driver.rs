@@ -65,7 +65,7 @@ pub struct ReadBatch {
     /// Records read, decoded or not.
     pub records: u64,
     /// Records known to be in the input that could not be located, such as the rest of an
-    /// Avro block after a record that cannot be read; not counted in `records`.
+    /// Avro block after a record that cannot be read. They are not counted in `records`.
     pub skipped: u64,
     /// A failure that ended the partition early, such as a truncated gzip stream.
     pub failure: Option<String>,

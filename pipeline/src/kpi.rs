@@ -631,7 +631,7 @@ impl KpiStore {
     /// zero requests, but windows claimed by findings on the route do not count.
     ///
     /// When the rule's own route-wide findings claimed every one of those windows, the rule
-    /// fires all the time on the route, and the baseline takes those windows back (leaving
+    /// fires all the time on the route. The baseline then takes those windows back (leaving
     /// out only windows that attackers claimed), so such findings compare with the route's
     /// usual state rather than with nothing.
     fn baseline(

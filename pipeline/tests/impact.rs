@@ -114,7 +114,7 @@ fn impact_of_an_open_finding_follows_a_late_event() {
     assert_eq!(phases, [Phase::Early, Phase::Final]);
     assert_eq!(findings[0].count, findings[1].count);
     let during = |f: &Finding| f.impact.as_ref().unwrap().routes[0].during.clone();
-    // The early finding sees the KPI windows up to its last failure's, at 90 s: 22 calls.
+    // The early finding covers the KPI windows up to its last failure's, at 90 s: 22 calls.
     assert_eq!(during(&findings[0]).requests, 22);
     assert!(during(&findings[0]).p99_ms.unwrap() < 11.0);
     // The final also counts the late calls, and their latency.

@@ -381,7 +381,7 @@ mod tests {
         )
     }
 
-    /// A record of the shipped schema with every field set, and a null route.
+    /// Returns a record of the shipped schema with every field set, and a null route.
     fn full_record() -> Vec<(&'static str, Value)> {
         vec![
             ("time", Value::TimestampMillis(1_431_857_103_250)),

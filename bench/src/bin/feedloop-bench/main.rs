@@ -232,8 +232,8 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the commands to time: the baseline first, because the table compares against it.
-/// The Avro rows follow the JSON Lines rows.
+/// Builds the commands to time: the baseline first, because the table compares against it,
+/// and the Avro rows after the JSON Lines rows.
 fn commands(args: &RunArgs, file: &Path, avro: &Path) -> anyhow::Result<Vec<Timed>> {
     let this = std::env::current_exe().context("failed to find the feedloop-bench binary")?;
     // A path relative to the working folder reads better on the results page.
